@@ -1,0 +1,19 @@
+"""The package's own plugin: built-in backbones and datasets, registered like any other."""
+
+from __future__ import annotations
+
+from .plugins import DatasetSpec, hookimpl
+
+
+@hookimpl
+def matgl_ltc_backbones() -> list:
+    from .model.backbones import builtin_backbones
+
+    return builtin_backbones()
+
+
+@hookimpl
+def matgl_ltc_datasets() -> list:
+    from .data.datasets import BUNDLED_DATASETS, load_bundled
+
+    return [DatasetSpec(name, text, lambda n=name: load_bundled(n)) for name, text in BUNDLED_DATASETS.items()]

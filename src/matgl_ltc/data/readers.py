@@ -1,0 +1,157 @@
+"""Streaming readers: every structure source the package accepts, one record at a time.
+
+Screening reads hundreds of thousands of structures, so nothing here loads a whole source
+into memory; a frame that cannot be read becomes a record carrying its error instead of
+stopping the stream.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+from .validation import InvalidStructureError
+
+#: File suffixes read as single structures inside a folder (CIF folders, POSCAR collections).
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".xyz", ".extxyz", ".json", ".cssr", ".res")
+#: Label file of CGCNN-style CIF folders (``id,value`` per line, no header), as ParAIsite used.
+ID_PROP_FILE = "id_prop.csv"
+
+
+@dataclass
+class StructureRecord:
+    """One entry of a structure source: the structure, its id, its metadata, or why it failed."""
+
+    id: str
+    atoms: Atoms | None
+    info: dict[str, Any] = field(default_factory=dict)
+    error: InvalidStructureError | None = None
+
+
+def to_atoms(structure: Any) -> Atoms:
+    """Convert an ASE ``Atoms`` or a pymatgen ``Structure`` to ``Atoms`` (without copying Atoms)."""
+    if isinstance(structure, Atoms):
+        return structure
+    try:
+        from pymatgen.core import IStructure, Structure
+        from pymatgen.io.ase import AseAtomsAdaptor
+    except ImportError:  # pragma: no cover - pymatgen is a dependency
+        raise TypeError(f"cannot convert {type(structure).__name__} to ase.Atoms") from None
+    if isinstance(structure, (Structure, IStructure)):
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        props = getattr(structure, "properties", None) or {}
+        atoms.info.update({k: v for k, v in props.items() if np.isscalar(v)})
+        return atoms
+    raise TypeError(f"expected ase.Atoms or pymatgen Structure, got {type(structure).__name__}")
+
+
+def _record_from_atoms(atoms: Atoms, fallback_id: str) -> StructureRecord:
+    sid = str(atoms.info.get("id", fallback_id))
+    return StructureRecord(id=sid, atoms=atoms, info=dict(atoms.info))
+
+
+def _iter_file(path: Path, stem_ids: bool = False) -> Iterator[StructureRecord]:
+    try:
+        frames = ase.io.iread(str(path), index=":")
+        for i, atoms in enumerate(frames):
+            fallback = path.stem if stem_ids else f"{path.name}:{i}"
+            yield _record_from_atoms(atoms, fallback)
+    except Exception as exc:  # ase raises many types for malformed files
+        if isinstance(exc, (KeyboardInterrupt, MemoryError)):
+            raise
+        sid = path.stem if stem_ids else path.name
+        err = InvalidStructureError(sid, "unreadable", f"cannot read {path}: {type(exc).__name__}: {exc}")
+        yield StructureRecord(id=sid, atoms=None, error=err)
+
+
+def _read_id_prop(folder: Path) -> dict[str, float]:
+    labels: dict[str, float] = {}
+    with open(folder / ID_PROP_FILE, newline="") as handle:
+        for row in csv.reader(handle):
+            if len(row) >= 2 and row[0].strip():
+                try:
+                    labels[row[0].strip()] = float(row[1])
+                except ValueError:
+                    continue  # a header line
+    return labels
+
+
+def _iter_folder(folder: Path, label_key: str) -> Iterator[StructureRecord]:
+    labels = _read_id_prop(folder) if (folder / ID_PROP_FILE).exists() else {}
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in STRUCTURE_SUFFIXES or p.name == "POSCAR")
+    for path in files:
+        for record in _iter_file(path, stem_ids=True):
+            if record.atoms is not None and record.id in labels:
+                record.atoms.info.setdefault(label_key, labels[record.id])
+                record.info.setdefault(label_key, labels[record.id])
+            yield record
+
+
+def _iter_ase_db(path: str) -> Iterator[StructureRecord]:
+    from ase.db import connect
+
+    with connect(path) as db:
+        for row in db.select():
+            try:
+                atoms = row.toatoms()
+            except Exception as exc:  # a row without positions, say
+                sid = str(row.get("id_str", row.id))
+                yield StructureRecord(sid, None, error=InvalidStructureError(sid, "unreadable", str(exc)))
+                continue
+            info = dict(row.key_value_pairs)
+            info.update(row.data or {})
+            sid = str(info.get("id", info.get("material_id", f"{Path(path).name}:{row.id}")))
+            info.setdefault("id", sid)
+            atoms.info.update(info)
+            yield StructureRecord(id=sid, atoms=atoms, info=info)
+
+
+def is_ase_db(path: str | os.PathLike) -> bool:
+    """True for an ase.db address: a ``.db``/``.json`` database file or a PostgreSQL URL."""
+    text = str(path)
+    return text.startswith(("postgresql://", "postgres://", "mysql://")) or text.endswith(".db")
+
+
+def iter_structures(source: Any, label_key: str = "ltc") -> Iterator[StructureRecord]:
+    """Yield :class:`StructureRecord` from any supported source, lazily.
+
+    Parameters
+    ----------
+    source
+        A path to an extxyz (or any file ``ase.io.read`` understands), a folder of CIF/POSCAR
+        files (with an optional CGCNN-style ``id_prop.csv`` of labels), an ase.db file or
+        PostgreSQL URL, or an iterable of ``ase.Atoms`` / pymatgen ``Structure``.
+    label_key
+        Where a folder's ``id_prop.csv`` labels are stored in ``atoms.info``.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        if is_ase_db(source):
+            yield from _iter_ase_db(str(source))
+            return
+        path = Path(source)
+        if path.is_dir():
+            yield from _iter_folder(path, label_key)
+        elif path.exists():
+            yield from _iter_file(path)
+        else:
+            raise FileNotFoundError(f"no such structure file or folder: {path}")
+        return
+    if isinstance(source, Iterable):
+        for i, item in enumerate(source):
+            try:
+                atoms = to_atoms(item)
+            except TypeError as exc:
+                sid = f"item {i}"
+                yield StructureRecord(sid, None, error=InvalidStructureError(sid, "unreadable", str(exc)))
+                continue
+            yield _record_from_atoms(atoms, str(i))
+        return
+    raise TypeError(f"cannot read structures from {type(source).__name__}")

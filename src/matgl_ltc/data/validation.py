@@ -1,0 +1,128 @@
+"""Checks that keep bad structures and labels out of MEGNet, with errors that name the culprit.
+
+matgl returns NaN, silently, for a structure whose graph has no edges; a dataset with one
+such structure poisons a whole training run. Everything that enters a model passes here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from ase import Atoms
+from matgl.config import DEFAULT_ELEMENTS
+from pymatgen.optimization.neighbors import find_points_in_spheres
+
+#: Elements MEGNet embeds (matgl's ``DEFAULT_ELEMENTS``: Z < 95 without Po, At, Rn, Fr, Ra).
+MEGNET_ELEMENTS: tuple[str, ...] = tuple(DEFAULT_ELEMENTS)
+_NUMERICAL_TOL = 1.0e-8
+
+
+class InvalidStructureError(ValueError):
+    """A structure (or its label) that a model cannot use.
+
+    Attributes
+    ----------
+    structure_id
+        The id of the structure (``atoms.info["id"]`` or its position).
+    reason
+        Short machine-friendly class of the problem: ``empty``, ``not-periodic``,
+        ``unknown-element``, ``no-edges``, ``bad-label``, ``unreadable``.
+    """
+
+    def __init__(self, structure_id: str, reason: str, detail: str) -> None:
+        self.structure_id = structure_id
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"structure {structure_id!r}: {detail} [{reason}]")
+
+
+class InvalidLabelError(InvalidStructureError):
+    """A missing, non-finite or non-positive thermal conductivity label."""
+
+
+@dataclass
+class DatasetValidationError(ValueError):
+    """Several structures of one dataset failed validation; all of them are listed."""
+
+    source: str
+    errors: list[InvalidStructureError] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        shown = "\n  ".join(str(e) for e in self.errors[:20])
+        more = f"\n  ... and {len(self.errors) - 20} more" if len(self.errors) > 20 else ""
+        return (
+            f"{len(self.errors)} invalid structure(s) in {self.source}:\n  {shown}{more}\n"
+            "Fix or drop them, or pass on_invalid='skip' to leave them out with a warning."
+        )
+
+
+def count_edges(atoms: Atoms, cutoff: float) -> int:
+    """Number of directed edges of the periodic graph at ``cutoff``, as matgl builds it."""
+    positions = np.ascontiguousarray(atoms.positions, dtype=float)
+    src, dst, _, dist = find_points_in_spheres(
+        positions,
+        positions,
+        r=float(cutoff),
+        pbc=np.array([1, 1, 1], dtype=np.int64),
+        lattice=np.ascontiguousarray(atoms.cell.array, dtype=float),
+        tol=_NUMERICAL_TOL,
+    )
+    return int(np.count_nonzero((src != dst) | (dist > _NUMERICAL_TOL)))
+
+
+def check_label(value: object, structure_id: str) -> float:
+    """Return the label as a float, or raise :class:`InvalidLabelError`.
+
+    κ_L is strictly positive: the log transform and the MAPE loss both need it.
+    """
+    try:
+        kappa = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidLabelError(structure_id, "bad-label", f"label {value!r} is not a number") from None
+    if not math.isfinite(kappa):
+        raise InvalidLabelError(structure_id, "bad-label", f"label {kappa} is not finite")
+    if kappa <= 0:
+        raise InvalidLabelError(structure_id, "bad-label", f"label {kappa} W/m/K is not positive")
+    return kappa
+
+
+def validate_atoms(
+    atoms: Atoms,
+    structure_id: str,
+    cutoff: float = 4.0,
+    element_types: Sequence[str] = MEGNET_ELEMENTS,
+    check_edges: bool = True,
+) -> None:
+    """Raise :class:`InvalidStructureError` if MEGNet cannot give a meaningful output for ``atoms``."""
+    if len(atoms) == 0:
+        raise InvalidStructureError(structure_id, "empty", "structure has no atoms")
+    if not all(atoms.pbc):
+        raise InvalidStructureError(
+            structure_id,
+            "not-periodic",
+            f"structure is not periodic in all three directions (pbc={atoms.pbc.tolist()}); "
+            "lattice thermal conductivity needs a crystal",
+        )
+    volume = abs(float(np.linalg.det(atoms.cell.array)))
+    if volume < 1e-6:
+        raise InvalidStructureError(structure_id, "not-periodic", "cell has zero volume")
+    allowed = set(element_types)
+    unknown = sorted(set(atoms.get_chemical_symbols()) - allowed)
+    if unknown:
+        raise InvalidStructureError(
+            structure_id,
+            "unknown-element",
+            f"element(s) {', '.join(unknown)} are outside MEGNet's {len(allowed)} elements",
+        )
+    if not np.all(np.isfinite(atoms.positions)):
+        raise InvalidStructureError(structure_id, "unreadable", "positions are not finite")
+    if check_edges and count_edges(atoms, cutoff) == 0:
+        raise InvalidStructureError(
+            structure_id,
+            "no-edges",
+            f"no two atoms are within the {cutoff:g} Å cutoff, so its graph has no edges "
+            "(matgl would silently return NaN)",
+        )

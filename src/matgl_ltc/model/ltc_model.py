@@ -1,0 +1,258 @@
+"""LTCModel: MEGNet's last hidden layer → MLP head → standardized log10(κ+1) → κ_L in W m⁻¹ K⁻¹."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matgl.layers import MLP
+from matgl.models import MEGNet
+from torch import nn
+from torch_geometric.data import Batch, Data
+
+from ..data.graphs import atoms_to_graph, batch_indices, collate_graphs
+from ..data.readers import to_atoms
+from ..data.transform import LogStandardScaler
+from ..data.validation import MEGNET_ELEMENTS, InvalidStructureError
+
+MODEL_VERSION = 1
+_ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "silu": nn.SiLU, "gelu": nn.GELU}
+
+
+class ModelLoadError(RuntimeError):
+    """A model directory is missing, corrupted, or holds something other than an LTC model."""
+
+
+def _truncate_output_proj(megnet: MEGNet) -> int:
+    """Drop the final 16→1 layer of MEGNet's ``output_proj``; return the embedding width.
+
+    What remains ends with the activation after the second linear layer: the 16-d last
+    hidden layer that ParAIsite feeds to its head.
+    """
+    layers = megnet.output_proj.layers
+    if not isinstance(layers[-1], nn.Linear):
+        raise ValueError("MEGNet output_proj does not end with a linear layer")
+    megnet.output_proj.layers = layers[:-1]
+    return int(layers[-1].in_features)
+
+
+class LTCModel(nn.Module):
+    """A MEGNet backbone with an MLP head that predicts lattice thermal conductivity.
+
+    Parameters
+    ----------
+    backbone_config
+        MEGNet constructor arguments (matgl's ``init_args``).
+    head_hidden
+        Widths of the head's hidden layers (ParAIsite: 450, 350, 350).
+    head_activation
+        ``relu`` (ParAIsite), ``softplus``, ``silu`` or ``gelu``.
+    state_index
+        Fidelity index for backbones with a categorical state (the multi-fidelity band-gap
+        MEGNet: 0 = PBE); ignored otherwise.
+    transform
+        The target transform fitted on the training split.
+    metadata
+        Provenance: backbone, recipe, dataset, split, metrics; saved in ``model.json``.
+    """
+
+    def __init__(
+        self,
+        backbone_config: dict[str, Any],
+        head_hidden: Sequence[int] = (450, 350, 350),
+        head_activation: str = "relu",
+        state_index: int = 0,
+        transform: LogStandardScaler | dict | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if head_activation not in _ACTIVATIONS:
+            raise ValueError(f"head_activation must be one of {sorted(_ACTIVATIONS)}, not {head_activation!r}")
+        self.backbone_config = dict(backbone_config)
+        self.backbone = MEGNet(**self.backbone_config)
+        self.embedding_dim = _truncate_output_proj(self.backbone)
+        self.head_hidden = [int(h) for h in head_hidden]
+        self.head_activation = head_activation
+        self.head = MLP([self.embedding_dim, *self.head_hidden, 1], _ACTIVATIONS[head_activation]())
+        self.state_index = int(state_index)
+        if isinstance(transform, dict):
+            transform = LogStandardScaler.from_dict(transform)
+        self.register_buffer("target_mean", torch.tensor(0.0))
+        self.register_buffer("target_std", torch.tensor(1.0))
+        self.transform = transform or LogStandardScaler()
+        self.metadata: dict[str, Any] = dict(metadata or {})
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str = "megnet-eform",
+        head_hidden: Sequence[int] = (450, 350, 350),
+        head_activation: str = "relu",
+        state_index: int = 0,
+        seed: int | None = None,
+    ) -> LTCModel:
+        """A fresh model whose backbone carries the weights of a registered backbone and a random head."""
+        from ..plugins import get_backbone
+
+        spec = get_backbone(backbone)
+        if seed is not None:
+            torch.manual_seed(seed)
+        megnet, info = spec.build()
+        model = cls(info["config"], head_hidden, head_activation, state_index, metadata={"backbone": backbone})
+        state = megnet.state_dict()
+        last = len(megnet.output_proj.layers) - 1
+        state = {k: v for k, v in state.items() if not k.startswith(f"output_proj.layers.{last}.")}
+        model.backbone.load_state_dict(state, strict=True)
+        return model
+
+    @property
+    def transform(self) -> LogStandardScaler:
+        return LogStandardScaler(float(self.target_mean), float(self.target_std))
+
+    @transform.setter
+    def transform(self, value: LogStandardScaler) -> None:
+        self.target_mean.fill_(value.mean)
+        self.target_std.fill_(value.std)
+
+    @property
+    def cutoff(self) -> float:
+        return float(self.backbone_config.get("cutoff", 4.0))
+
+    @property
+    def device(self) -> torch.device:
+        return self.target_mean.device
+
+    # -- forward --------------------------------------------------------------------------
+    def _state_attr(self, num_graphs: int) -> torch.Tensor:
+        if self.backbone_config.get("ntypes_state"):
+            return torch.full((num_graphs,), self.state_index, dtype=torch.long, device=self.device)
+        dim = int(self.backbone_config.get("dim_state_embedding", 2))
+        return torch.zeros(num_graphs, dim, device=self.device)
+
+    def embed(self, g: Batch | Data) -> torch.Tensor:
+        """The backbone's last hidden layer, shape ``(num_graphs, embedding_dim)``."""
+        num_graphs = int(getattr(g, "num_graphs", 1) or 1)
+        out = self.backbone(g, state_attr=self._state_attr(num_graphs))
+        return out.reshape(num_graphs, self.embedding_dim)
+
+    def forward(self, g: Batch | Data) -> torch.Tensor:
+        """Standardized log10(κ+1), shape ``(num_graphs,)``."""
+        return self.head(self.embed(g)).reshape(-1)
+
+    def to_kappa(self, z: torch.Tensor) -> torch.Tensor:
+        """Invert the target transform, differentiably: standardized log → W m⁻¹ K⁻¹."""
+        return torch.pow(10.0, z * self.target_std + self.target_mean) - 1.0
+
+    # -- prediction -----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_graphs(self, graphs: Sequence[Data], batch_size: int = 64) -> np.ndarray:
+        """κ_L for prepared graphs, batched."""
+        was_training = self.training
+        self.eval()
+        out = np.empty(len(graphs), dtype=float)
+        try:
+            for idx in batch_indices(len(graphs), batch_size):
+                batch = collate_graphs([graphs[i] for i in idx]).to(self.device)
+                out[idx] = self.to_kappa(self(batch)).double().cpu().numpy()
+        finally:
+            self.train(was_training)
+        return out
+
+    def graphs_for(self, structures: Iterable[Any]) -> list[Data]:
+        """Graphs at this model's cutoff; a structure MEGNet cannot handle raises an error naming it."""
+        graphs = []
+        for i, structure in enumerate(structures):
+            atoms = to_atoms(structure)
+            sid = str(atoms.info.get("id", f"#{i} {atoms.get_chemical_formula()}"))
+            if not all(atoms.pbc):
+                raise InvalidStructureError(sid, "not-periodic", "structure is not periodic in all directions")
+            graphs.append(atoms_to_graph(atoms, self.cutoff, MEGNET_ELEMENTS, structure_id=sid))
+        return graphs
+
+    def predict(self, structures: Iterable[Any], batch_size: int = 64) -> np.ndarray:
+        """κ_L (W m⁻¹ K⁻¹) for ASE ``Atoms`` or pymatgen ``Structure`` objects, batched."""
+        return self.predict_graphs(self.graphs_for(structures), batch_size=batch_size)
+
+    def predict_structure(self, structure: Any) -> float:
+        """κ_L of one structure, matgl style."""
+        return float(self.predict([structure])[0])
+
+    # -- persistence (matgl's directory layout) -------------------------------------------
+    def init_args(self) -> dict[str, Any]:
+        return {
+            "backbone_config": self.backbone_config,
+            "head_hidden": self.head_hidden,
+            "head_activation": self.head_activation,
+            "state_index": self.state_index,
+            "transform": self.transform.to_dict(),
+        }
+
+    def save(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+        """Write ``model.json`` (architecture, transform, provenance), ``model.pt`` and ``state.pt``."""
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        if metadata:
+            self.metadata.update(metadata)
+        self.metadata.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        from .. import __version__
+
+        description = {
+            "@module": "matgl_ltc.model",
+            "@class": "LTCModel",
+            "@model_version": MODEL_VERSION,
+            "kwargs": self.init_args(),
+            "metadata": {**self.metadata, "matgl_ltc_version": __version__, "units": "W m^-1 K^-1 at 300 K"},
+        }
+        (folder / "model.json").write_text(json.dumps(description, indent=2, default=_json_default))
+        torch.save({"@class": "LTCModel", "@model_version": MODEL_VERSION, "init_args": json.loads(
+            json.dumps(self.init_args(), default=_json_default))}, folder / "model.pt")
+        torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / "state.pt")
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> LTCModel:
+        """Load a saved model; tensors only, never unpickling arbitrary objects."""
+        folder = Path(path)
+        if not (folder / "model.json").is_file():
+            raise ModelLoadError(f"{folder} is not an LTC model directory (no model.json)")
+        try:
+            description = json.loads((folder / "model.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"{folder / 'model.json'} is corrupted: {exc}") from None
+        if description.get("@class") != "LTCModel":
+            found = description.get("@class", "unknown")
+            raise ModelLoadError(
+                f"{folder} holds a {found!r} model, not an LTCModel; for matgl's own models use matgl.load_model"
+            )
+        if int(description.get("@model_version", 0)) > MODEL_VERSION:
+            raise ModelLoadError(f"{folder} was written by a newer matgl-ltc (model version {description['@model_version']})")
+        try:
+            state = torch.load(folder / "state.pt", map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise ModelLoadError(f"{folder} has no state.pt") from None
+        except Exception as exc:
+            raise ModelLoadError(f"{folder / 'state.pt'} is corrupted or not a tensor state dict: {exc}") from None
+        try:
+            model = cls(**description["kwargs"], metadata=description.get("metadata"))
+            model.load_state_dict(state, strict=True)
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ModelLoadError(f"{folder}: weights do not match the architecture in model.json: {exc}") from None
+        model.eval()
+        return model.to(map_location)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple):
+        return list(obj)
+    return str(obj)

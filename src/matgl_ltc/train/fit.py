@@ -1,0 +1,189 @@
+"""``fit``: train one LTCModel on one split of one dataset, with the paper's defaults."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..analysis.metrics import regression_metrics
+from ..data.datasets import LTCDataset, load_dataset
+from ..data.splits import Split, random_splits
+from ..data.transform import LogStandardScaler
+from ..model.ltc_model import LTCModel
+from .lightning_module import GraphLabelDataset, LTCLightningModule, collate_labelled
+
+#: The paper's training settings (ParAIsite), every one a parameter of :func:`fit`.
+PAPER_DEFAULTS: dict[str, Any] = {
+    "epochs": 300,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "min_lr_fraction": 0.01,
+    "loss": "mape",
+    "seed": 42,
+}
+
+
+@dataclass
+class FitResult:
+    """The trained model (weights of the kept epoch), its validation metrics and the per-epoch curve."""
+
+    model: LTCModel
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    out_dir: Path | None = None
+
+
+def resolve_split(dataset: LTCDataset, split: Split | int | None) -> Split:
+    """A :class:`Split` from a split object or the index of one of the 9 seeded random splits."""
+    if isinstance(split, Split):
+        dataset.indices(list(split.train) + list(split.validation))  # unknown ids fail here, by name
+        return split
+    k = 0 if split is None else int(split)
+    return random_splits(dataset.ids, n_splits=k + 1)[k]
+
+
+def fit(
+    model: LTCModel,
+    dataset: LTCDataset | str,
+    split: Split | int | None = None,
+    *,
+    epochs: int = 300,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    min_lr_fraction: float = 0.01,
+    loss: str = "mape",
+    weight_decay: float = 0.0,
+    seed: int = 42,
+    monitor: str = "mape",
+    keep: str = "best",
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    accelerator: str = "auto",
+    devices: int | str | list[int] = "auto",
+    strategy: str = "auto",
+    num_workers: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train ``model`` on the training part of ``split`` and score it on the validation part.
+
+    The target transform is fitted on the training labels only. With ``keep="best"`` (the
+    paper's protocol) the weights of the epoch with the best validation ``monitor`` are kept;
+    ``keep="last"`` keeps the final epoch, which is the unbiased choice when the validation
+    split must not steer training.
+
+    Returns
+    -------
+    FitResult
+        ``metrics`` holds ``validation`` (of the kept weights), ``train``, ``best_epoch``,
+        ``final_validation`` (last epoch) and the settings; ``history`` the per-epoch curve.
+        With ``out_dir``, the model, ``metrics.json`` and ``curve.csv`` are written there.
+    """
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', not {keep!r}")
+    dataset = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    if not dataset.is_labelled:
+        raise ValueError(f"dataset {dataset.name!r} has unlabelled structures; training needs κ_L on every one")
+    split = resolve_split(dataset, split)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    train_idx, val_idx = dataset.indices(split.train), dataset.indices(split.validation)
+    cache = dataset.graph_cache(model.cutoff)
+    model.transform = LogStandardScaler.fit(dataset.labels[train_idx])
+
+    def loader(idx: np.ndarray, shuffle: bool, size: int) -> DataLoader:
+        data = GraphLabelDataset([cache.graphs[i] for i in idx], dataset.labels[idx])
+        generator = torch.Generator().manual_seed(seed)
+        return DataLoader(data, batch_size=size, shuffle=shuffle, collate_fn=collate_labelled,
+                          num_workers=num_workers, generator=generator)
+
+    module = LTCLightningModule(model, lr, epochs, min_lr_fraction, loss, weight_decay, monitor)
+    root = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="matgl_ltc_"))
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=str(root),
+        log_every_n_steps=1,
+    )
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+        trainer.fit(module, loader(train_idx, True, batch_size), loader(val_idx, False, max(batch_size, 64)))
+    wall = time.perf_counter() - started
+
+    model = module.model.cpu()
+    if keep == "best" and module.best_state is not None:
+        model.load_state_dict(module.best_state)
+    kept_epoch = module.best_epoch if keep == "best" else epochs - 1
+    val_pred = model.predict_graphs([cache.graphs[i] for i in val_idx])
+    train_pred = model.predict_graphs([cache.graphs[i] for i in train_idx])
+    final = {k.removeprefix("val_"): v for k, v in (module.history[-1] if module.history else {}).items()
+             if k.startswith("val_")}
+    metrics: dict[str, Any] = {
+        "dataset": dataset.name,
+        "split": {"index": split.index, "seed": split.seed, "n_train": len(train_idx), "n_validation": len(val_idx)},
+        "keep": keep,
+        "monitor": monitor,
+        "best_epoch": kept_epoch,
+        "validation": regression_metrics(dataset.labels[val_idx], val_pred),
+        "final_validation": final,
+        "train": regression_metrics(dataset.labels[train_idx], train_pred),
+        "settings": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "min_lr_fraction": min_lr_fraction,
+                     "loss": loss, "weight_decay": weight_decay, "seed": seed},
+        "wall_time_s": wall,
+    }
+    model.metadata.update(metadata or {})
+    model.metadata.update({"dataset": dataset.name, "split": metrics["split"], "metrics": metrics["validation"],
+                           "training": metrics["settings"], "best_epoch": kept_epoch})
+    result = FitResult(model, metrics, module.history, Path(out_dir) if out_dir else None)
+    if out_dir:
+        save_fit(result, out_dir, split, dataset, val_idx, val_pred)
+    return result
+
+
+def save_fit(
+    result: FitResult, out_dir: str | os.PathLike, split: Split, dataset: LTCDataset,
+    val_idx: np.ndarray, val_pred: np.ndarray,
+) -> None:
+    """Model directory, ``metrics.json``, ``curve.csv``, ``split.json`` and ``validation_predictions.csv``."""
+    folder = Path(out_dir)
+    result.model.save(folder / "model")
+    (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    (folder / "split.json").write_text(json.dumps(split.to_dict()))
+    write_curve(result.history, folder / "curve.csv")
+    with open(folder / "validation_predictions.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "formula", "ltc_true", "ltc_pred"])
+        for i, p in zip(val_idx, val_pred):
+            writer.writerow([dataset.ids[i], dataset.atoms[i].get_chemical_formula(mode="reduce"),
+                             f"{dataset.labels[i]:.6g}", f"{p:.6g}"])
+
+
+def write_curve(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
+    if not history:
+        return
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)

@@ -1,0 +1,139 @@
+"""The Lightning module that trains an LTCModel: loss on the W m⁻¹ K⁻¹ scale, cosine schedule, best epoch kept."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as pl
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torch_geometric.data import Batch, Data
+
+from ..analysis.metrics import regression_metrics
+from ..data.graphs import collate_graphs
+from ..model.ltc_model import LTCModel
+
+LOSSES = ("mape", "log_mse", "log_l1")
+
+
+class GraphLabelDataset(Dataset):
+    """Prepared graphs with their κ_L labels, for a torch ``DataLoader``."""
+
+    def __init__(self, graphs: Sequence[Data], kappa: np.ndarray) -> None:
+        self.graphs = list(graphs)
+        self.kappa = torch.as_tensor(np.asarray(kappa, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def __getitem__(self, index: int) -> tuple[Data, torch.Tensor]:
+        return self.graphs[index], self.kappa[index]
+
+
+def collate_labelled(items: list[tuple[Data, torch.Tensor]]) -> tuple[Batch, torch.Tensor]:
+    graphs, kappa = zip(*items)
+    return collate_graphs(graphs), torch.stack(kappa)
+
+
+class LTCLightningModule(pl.LightningModule):
+    """Adam + cosine annealing to ``min_lr_fraction`` × lr; keeps the weights of the best validation epoch.
+
+    Parameters
+    ----------
+    model
+        The model to train (its target transform must already be fitted on the training split).
+    loss
+        ``mape`` (the paper's: mean |κ̂ - κ| / κ on the original scale), ``log_mse`` or
+        ``log_l1`` (on the standardized log target).
+    monitor
+        Validation metric whose minimum selects the kept epoch (``mape``, or ``log10_mae``...).
+        For ``spearman``/``r2`` the maximum is used.
+    """
+
+    def __init__(
+        self,
+        model: LTCModel,
+        lr: float = 1e-3,
+        epochs: int = 300,
+        min_lr_fraction: float = 0.01,
+        loss: str = "mape",
+        weight_decay: float = 0.0,
+        monitor: str = "mape",
+    ) -> None:
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
+        self.model = model
+        self.lr, self.epochs, self.min_lr_fraction = lr, epochs, min_lr_fraction
+        self.loss_name, self.weight_decay, self.monitor = loss, weight_decay, monitor
+        self.history: list[dict[str, Any]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch: int = -1
+        self.best_score = -math.inf if monitor in ("spearman", "r2") else math.inf
+        self._train_loss_sum = 0.0
+        self._train_count = 0
+        self._val_pred: list[torch.Tensor] = []
+        self._val_true: list[torch.Tensor] = []
+        self._val_metrics: dict[str, float] = {}
+
+    def loss(self, z: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "mape":
+            return torch.mean(torch.abs(self.model.to_kappa(z) - kappa) / kappa)
+        target = (torch.log10(kappa + 1.0) - self.model.target_mean) / self.model.target_std
+        if self.loss_name == "log_mse":
+            return torch.mean((z - target) ** 2)
+        return torch.mean(torch.abs(z - target))
+
+    def training_step(self, batch: tuple[Batch, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        graphs, kappa = batch
+        loss = self.loss(self.model(graphs), kappa)
+        self._train_loss_sum += float(loss.detach()) * len(kappa)
+        self._train_count += len(kappa)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(kappa), on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Batch, torch.Tensor], batch_idx: int) -> None:
+        graphs, kappa = batch
+        self._val_pred.append(self.model.to_kappa(self.model(graphs)).detach())
+        self._val_true.append(kappa.detach())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_pred:
+            return
+        pred, true = torch.cat(self._val_pred), torch.cat(self._val_true)
+        self._val_pred, self._val_true = [], []
+        if self.trainer.world_size > 1:  # every rank scores the whole validation set
+            pred = self.all_gather(pred).reshape(-1)
+            true = self.all_gather(true).reshape(-1)
+        self._val_metrics = regression_metrics(true.double().cpu().numpy(), pred.double().cpu().numpy())
+        self.log("val_mape", self._val_metrics["mape"], prog_bar=True, sync_dist=False)
+        self.log("val_log10_mae", self._val_metrics["log10_mae"], prog_bar=True, sync_dist=False)
+
+    def on_train_epoch_end(self) -> None:
+        epoch = int(self.current_epoch)
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": self._train_loss_sum / max(self._train_count, 1),
+            "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
+        }
+        row.update({f"val_{k}": v for k, v in self._val_metrics.items()})
+        self.history.append(row)
+        self._train_loss_sum, self._train_count = 0.0, 0
+        score = self._val_metrics.get(self.monitor)
+        if score is None or not math.isfinite(score):
+            return
+        better = score > self.best_score if self.monitor in ("spearman", "r2") else score < self.best_score
+        if better:
+            self.best_score, self.best_epoch = score, epoch
+            self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(self.epochs, 1), eta_min=self.lr * self.min_lr_fraction
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
