@@ -134,8 +134,12 @@ def bundle_model(name: str, shared: Path, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", default=os.environ.get("MATGL_LTC_SHARED"), help="folder with data/ and models/")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--shared", default=os.environ.get("MATGL_LTC_SHARED"), help="folder with data/ and models/"
+    )
     args = parser.parse_args()
     if not args.shared:
         parser.error("give --shared or set MATGL_LTC_SHARED")

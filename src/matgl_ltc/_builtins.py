@@ -16,4 +16,6 @@ def matgl_ltc_backbones() -> list:
 def matgl_ltc_datasets() -> list:
     from .data.datasets import BUNDLED_DATASETS, load_bundled
 
-    return [DatasetSpec(name, text, lambda n=name: load_bundled(n)) for name, text in BUNDLED_DATASETS.items()]
+    return [
+        DatasetSpec(name, text, lambda n=name: load_bundled(n)) for name, text in BUNDLED_DATASETS.items()
+    ]

@@ -82,7 +82,11 @@ class LTCDataset:
     def subset(self, ids: Sequence[str], name: str | None = None) -> LTCDataset:
         idx = self.indices(ids)
         sub = LTCDataset(
-            [self.atoms[i] for i in idx], [self.ids[i] for i in idx], self.labels[idx], name or self.name, self.card
+            [self.atoms[i] for i in idx],
+            [self.ids[i] for i in idx],
+            self.labels[idx],
+            name or self.name,
+            self.card,
         )
         for cutoff, cache in self._graph_caches.items():  # share already-built graphs
             sub._graph_caches[cutoff] = cache.subset(idx)
@@ -173,7 +177,9 @@ def load_dataset(
         registry = available_datasets()
         if source not in registry:
             known = ", ".join(sorted(registry))
-            raise FileNotFoundError(f"{source!r} is neither a registered dataset ({known}) nor an existing path")
+            raise FileNotFoundError(
+                f"{source!r} is neither a registered dataset ({known}) nor an existing path"
+            )
         spec = registry[source]
         loaded = spec.load()
         if isinstance(loaded, LTCDataset):

@@ -33,7 +33,9 @@ def atoms_to_graph(
         If an element is outside ``element_types`` or the graph has no edges at ``cutoff``
         (matgl would return NaN for it without a word).
     """
-    sid = structure_id if structure_id is not None else str(atoms.info.get("id", atoms.get_chemical_formula()))
+    sid = (
+        structure_id if structure_id is not None else str(atoms.info.get("id", atoms.get_chemical_formula()))
+    )
     converter = converter or Atoms2Graph(element_types=tuple(element_types), cutoff=cutoff)
     try:
         graph, lattice, _ = converter.get_graph(atoms)

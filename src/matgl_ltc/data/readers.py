@@ -86,7 +86,9 @@ def _read_id_prop(folder: Path) -> dict[str, float]:
 
 def _iter_folder(folder: Path, label_key: str) -> Iterator[StructureRecord]:
     labels = _read_id_prop(folder) if (folder / ID_PROP_FILE).exists() else {}
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in STRUCTURE_SUFFIXES or p.name == "POSCAR")
+    files = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in STRUCTURE_SUFFIXES or p.name == "POSCAR"
+    )
     for path in files:
         for record in _iter_file(path, stem_ids=True):
             if record.atoms is not None and record.id in labels:

@@ -29,7 +29,12 @@ class Split:
             raise ValueError(f"split {self.index}: train and validation must both be non-empty")
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "seed": self.seed, "train": list(self.train), "validation": list(self.validation)}
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "train": list(self.train),
+            "validation": list(self.validation),
+        }
 
     @classmethod
     def from_dict(cls, data: dict, index: int = 0) -> Split:

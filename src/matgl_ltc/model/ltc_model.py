@@ -73,7 +73,9 @@ class LTCModel(nn.Module):
     ) -> None:
         super().__init__()
         if head_activation not in _ACTIVATIONS:
-            raise ValueError(f"head_activation must be one of {sorted(_ACTIVATIONS)}, not {head_activation!r}")
+            raise ValueError(
+                f"head_activation must be one of {sorted(_ACTIVATIONS)}, not {head_activation!r}"
+            )
         self.backbone_config = dict(backbone_config)
         self.backbone = MEGNet(**self.backbone_config)
         self.embedding_dim = _truncate_output_proj(self.backbone)
@@ -105,7 +107,9 @@ class LTCModel(nn.Module):
         if seed is not None:
             torch.manual_seed(seed)
         megnet, info = spec.build()
-        model = cls(info["config"], head_hidden, head_activation, state_index, metadata={"backbone": backbone})
+        model = cls(
+            info["config"], head_hidden, head_activation, state_index, metadata={"backbone": backbone}
+        )
         state = megnet.state_dict()
         last = len(megnet.output_proj.layers) - 1
         state = {k: v for k, v in state.items() if not k.startswith(f"output_proj.layers.{last}.")}
@@ -172,7 +176,9 @@ class LTCModel(nn.Module):
             atoms = to_atoms(structure)
             sid = str(atoms.info.get("id", f"#{i} {atoms.get_chemical_formula()}"))
             if not all(atoms.pbc):
-                raise InvalidStructureError(sid, "not-periodic", "structure is not periodic in all directions")
+                raise InvalidStructureError(
+                    sid, "not-periodic", "structure is not periodic in all directions"
+                )
             graphs.append(atoms_to_graph(atoms, self.cutoff, MEGNET_ELEMENTS, structure_id=sid))
         return graphs
 
@@ -211,8 +217,14 @@ class LTCModel(nn.Module):
             "metadata": {**self.metadata, "matgl_ltc_version": __version__, "units": "W m^-1 K^-1 at 300 K"},
         }
         (folder / "model.json").write_text(json.dumps(description, indent=2, default=_json_default))
-        torch.save({"@class": "LTCModel", "@model_version": MODEL_VERSION, "init_args": json.loads(
-            json.dumps(self.init_args(), default=_json_default))}, folder / "model.pt")
+        torch.save(
+            {
+                "@class": "LTCModel",
+                "@model_version": MODEL_VERSION,
+                "init_args": json.loads(json.dumps(self.init_args(), default=_json_default)),
+            },
+            folder / "model.pt",
+        )
         torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, folder / "state.pt")
         return folder
 
@@ -232,18 +244,24 @@ class LTCModel(nn.Module):
                 f"{folder} holds a {found!r} model, not an LTCModel; for matgl's own models use matgl.load_model"
             )
         if int(description.get("@model_version", 0)) > MODEL_VERSION:
-            raise ModelLoadError(f"{folder} was written by a newer matgl-ltc (model version {description['@model_version']})")
+            raise ModelLoadError(
+                f"{folder} was written by a newer matgl-ltc (model version {description['@model_version']})"
+            )
         try:
             state = torch.load(folder / "state.pt", map_location=map_location, weights_only=True)
         except FileNotFoundError:
             raise ModelLoadError(f"{folder} has no state.pt") from None
         except Exception as exc:
-            raise ModelLoadError(f"{folder / 'state.pt'} is corrupted or not a tensor state dict: {exc}") from None
+            raise ModelLoadError(
+                f"{folder / 'state.pt'} is corrupted or not a tensor state dict: {exc}"
+            ) from None
         try:
             model = cls(**description["kwargs"], metadata=description.get("metadata"))
             model.load_state_dict(state, strict=True)
         except (KeyError, TypeError, RuntimeError) as exc:
-            raise ModelLoadError(f"{folder}: weights do not match the architecture in model.json: {exc}") from None
+            raise ModelLoadError(
+                f"{folder}: weights do not match the architecture in model.json: {exc}"
+            ) from None
         model.eval()
         return model.to(map_location)
 

@@ -24,6 +24,7 @@ from ..data.splits import Split, random_splits
 from ..data.transform import LogStandardScaler
 from ..model.ltc_model import LTCModel
 from .lightning_module import GraphLabelDataset, LTCLightningModule, collate_labelled
+from .progress import EpochProgressBar
 
 #: The paper's training settings (ParAIsite), every one a parameter of :func:`fit`.
 PAPER_DEFAULTS: dict[str, Any] = {
@@ -71,6 +72,7 @@ def fit(
     keep: str = "best",
     out_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    callbacks: list[pl.Callback] | None = None,
     accelerator: str = "auto",
     devices: int | str | list[int] = "auto",
     strategy: str = "auto",
@@ -95,7 +97,9 @@ def fit(
         raise ValueError(f"keep must be 'best' or 'last', not {keep!r}")
     dataset = load_dataset(dataset) if isinstance(dataset, str) else dataset
     if not dataset.is_labelled:
-        raise ValueError(f"dataset {dataset.name!r} has unlabelled structures; training needs κ_L on every one")
+        raise ValueError(
+            f"dataset {dataset.name!r} has unlabelled structures; training needs κ_L on every one"
+        )
     split = resolve_split(dataset, split)
     pl.seed_everything(seed, workers=True, verbose=False)
     train_idx, val_idx = dataset.indices(split.train), dataset.indices(split.validation)
@@ -105,11 +109,19 @@ def fit(
     def loader(idx: np.ndarray, shuffle: bool, size: int) -> DataLoader:
         data = GraphLabelDataset([cache.graphs[i] for i in idx], dataset.labels[idx])
         generator = torch.Generator().manual_seed(seed)
-        return DataLoader(data, batch_size=size, shuffle=shuffle, collate_fn=collate_labelled,
-                          num_workers=num_workers, generator=generator)
+        return DataLoader(
+            data,
+            batch_size=size,
+            shuffle=shuffle,
+            collate_fn=collate_labelled,
+            num_workers=num_workers,
+            generator=generator,
+        )
 
     module = LTCLightningModule(model, lr, epochs, min_lr_fraction, loss, weight_decay, monitor)
     root = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="matgl_ltc_"))
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     trainer = pl.Trainer(
         max_epochs=epochs,
         accelerator=accelerator,
@@ -117,7 +129,11 @@ def fit(
         strategy=strategy,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=False,
+        callbacks=[
+            *([EpochProgressBar(f"{dataset.name} split {split.index}")] if progress else []),
+            *(callbacks or []),
+        ],
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=str(root),
@@ -127,7 +143,6 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-        logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
         trainer.fit(module, loader(train_idx, True, batch_size), loader(val_idx, False, max(batch_size, 64)))
     wall = time.perf_counter() - started
 
@@ -137,24 +152,46 @@ def fit(
     kept_epoch = module.best_epoch if keep == "best" else epochs - 1
     val_pred = model.predict_graphs([cache.graphs[i] for i in val_idx])
     train_pred = model.predict_graphs([cache.graphs[i] for i in train_idx])
-    final = {k.removeprefix("val_"): v for k, v in (module.history[-1] if module.history else {}).items()
-             if k.startswith("val_")}
+    final = {
+        k.removeprefix("val_"): v
+        for k, v in (module.history[-1] if module.history else {}).items()
+        if k.startswith("val_")
+    }
     metrics: dict[str, Any] = {
         "dataset": dataset.name,
-        "split": {"index": split.index, "seed": split.seed, "n_train": len(train_idx), "n_validation": len(val_idx)},
+        "split": {
+            "index": split.index,
+            "seed": split.seed,
+            "n_train": len(train_idx),
+            "n_validation": len(val_idx),
+        },
         "keep": keep,
         "monitor": monitor,
         "best_epoch": kept_epoch,
         "validation": regression_metrics(dataset.labels[val_idx], val_pred),
         "final_validation": final,
         "train": regression_metrics(dataset.labels[train_idx], train_pred),
-        "settings": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "min_lr_fraction": min_lr_fraction,
-                     "loss": loss, "weight_decay": weight_decay, "seed": seed},
+        "settings": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "min_lr_fraction": min_lr_fraction,
+            "loss": loss,
+            "weight_decay": weight_decay,
+            "seed": seed,
+        },
         "wall_time_s": wall,
     }
     model.metadata.update(metadata or {})
-    model.metadata.update({"dataset": dataset.name, "split": metrics["split"], "metrics": metrics["validation"],
-                           "training": metrics["settings"], "best_epoch": kept_epoch})
+    model.metadata.update(
+        {
+            "dataset": dataset.name,
+            "split": metrics["split"],
+            "metrics": metrics["validation"],
+            "training": metrics["settings"],
+            "best_epoch": kept_epoch,
+        }
+    )
     result = FitResult(model, metrics, module.history, Path(out_dir) if out_dir else None)
     if out_dir:
         save_fit(result, out_dir, split, dataset, val_idx, val_pred)
@@ -162,8 +199,12 @@ def fit(
 
 
 def save_fit(
-    result: FitResult, out_dir: str | os.PathLike, split: Split, dataset: LTCDataset,
-    val_idx: np.ndarray, val_pred: np.ndarray,
+    result: FitResult,
+    out_dir: str | os.PathLike,
+    split: Split,
+    dataset: LTCDataset,
+    val_idx: np.ndarray,
+    val_pred: np.ndarray,
 ) -> None:
     """Model directory, ``metrics.json``, ``curve.csv``, ``split.json`` and ``validation_predictions.csv``."""
     folder = Path(out_dir)
@@ -175,8 +216,14 @@ def save_fit(
         writer = csv.writer(handle)
         writer.writerow(["id", "formula", "ltc_true", "ltc_pred"])
         for i, p in zip(val_idx, val_pred):
-            writer.writerow([dataset.ids[i], dataset.atoms[i].get_chemical_formula(mode="reduce"),
-                             f"{dataset.labels[i]:.6g}", f"{p:.6g}"])
+            writer.writerow(
+                [
+                    dataset.ids[i],
+                    dataset.atoms[i].get_chemical_formula(mode="reduce"),
+                    f"{dataset.labels[i]:.6g}",
+                    f"{p:.6g}",
+                ]
+            )
 
 
 def write_curve(history: list[dict[str, Any]], path: str | os.PathLike) -> None:

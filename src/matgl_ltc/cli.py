@@ -1,0 +1,194 @@
+"""The ``matgl-ltc`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+METRIC_LABELS = {
+    "mape": "MAPE",
+    "median_ape": "median APE",
+    "mae": "MAE (W/m/K)",
+    "rmse": "RMSE (W/m/K)",
+    "r2": "R²",
+    "log10_mae": "MAE of log10 κ",
+    "log10_rmse": "RMSE of log10 κ",
+    "spearman": "Spearman ρ",
+}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.replace(" ", "").split(",") if x]
+
+
+def format_metrics(metrics: dict[str, float], title: str = "validation") -> str:
+    width = max(len(v) for v in METRIC_LABELS.values())
+    lines = [f"{title}:"]
+    for key, label in METRIC_LABELS.items():
+        if key in metrics:
+            lines.append(f"  {label:<{width}}  {metrics[key]:.4f}")
+    return "\n".join(lines)
+
+
+def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("hardware (passed to lightning.Trainer)")
+    group.add_argument("--accelerator", default="auto", help="cpu, gpu, auto ... (default: auto)")
+    group.add_argument("--devices", default="auto", help="number or list of devices (default: auto)")
+    group.add_argument(
+        "--strategy", default="auto", help="e.g. ddp for several GPUs or nodes (default: auto)"
+    )
+    group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _devices(text: str) -> Any:
+    return int(text) if text.isdigit() else text
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import load_dataset, load_splits
+    from .model import LTCModel
+    from .train import fit
+
+    dataset = load_dataset(args.dataset)
+    split: Any = args.split_index
+    if args.split_file:
+        splits = load_splits(args.split_file)
+        if args.split_index >= len(splits):
+            raise SystemExit(
+                f"--split-index {args.split_index} but {args.split_file} has {len(splits)} split(s)"
+            )
+        split = splits[args.split_index]
+    out = Path(args.out or f"runs/{dataset.name}-{args.backbone}-split{args.split_index}")
+    model = LTCModel.from_backbone(args.backbone, head_hidden=args.head_hidden, seed=args.seed)
+    print(
+        f"training {args.backbone} + head {args.head_hidden} on {dataset.name} ({len(dataset)} structures), "
+        f"split {args.split_index}, {args.epochs} epochs → {out}",
+        flush=True,
+    )
+    result = fit(
+        model,
+        dataset,
+        split,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_lr_fraction=args.min_lr_fraction,
+        loss=args.loss,
+        seed=args.seed,
+        keep=args.keep,
+        out_dir=out,
+        progress=not args.no_progress,
+        accelerator=args.accelerator,
+        devices=_devices(str(args.devices)),
+        strategy=args.strategy,
+        metadata={"backbone": args.backbone, "recipe": None},
+    )
+    m = result.metrics
+    print(
+        f"\n{dataset.name}, split {m['split']['index']}: {m['split']['n_train']} train / "
+        f"{m['split']['n_validation']} validation, kept epoch {m['best_epoch']} ({m['keep']}), "
+        f"{m['wall_time_s']:.0f} s"
+    )
+    print(format_metrics(m["validation"]))
+    print(f"model, metrics.json and curve.csv written to {out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .plugins import available_backbones, available_datasets
+
+    sections = {"backbones": available_backbones(), "datasets": available_datasets()}
+    if args.json:
+        print(
+            json.dumps({k: {n: s.description for n, s in v.items()} for k, v in sections.items()}, indent=1)
+        )
+        return 0
+    for title, table in sections.items():
+        print(f"{title}:")
+        for name, spec in table.items():
+            print(f"  {name:<24} {spec.description}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .data import iter_structures
+    from .model import LTCModel
+
+    model = LTCModel.load(args.model)
+    status = 0
+    print(f"{'id':<28} {'formula':<16} {'κ_L (W/m/K)':>12}")
+    for path in args.files:
+        for record in iter_structures(path):
+            if record.error is not None:
+                print(f"{record.id:<28} error: {record.error}", file=sys.stderr)
+                status = 1
+                continue
+            try:
+                kappa = model.predict_structure(record.atoms)
+            except ValueError as err:
+                print(f"{record.id:<28} error: {err}", file=sys.stderr)
+                status = 1
+                continue
+            formula = record.atoms.get_chemical_formula(mode="reduce")
+            print(f"{record.id:<28} {formula:<16} {kappa:>12.4g}")
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="matgl-ltc",
+        description="Lattice thermal conductivity (κ_L, 300 K) with transfer-learned MEGNet models.",
+    )
+    parser.add_argument("--version", action="version", version=f"matgl-ltc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train an LTC model on one split of a dataset")
+    train.add_argument(
+        "--dataset", required=True, help="bundled name (togo15, hh143, mix, aflow_agl) or path"
+    )
+    train.add_argument(
+        "--backbone", default="megnet-eform", help="megnet-eform (default), megnet-random, ..."
+    )
+    train.add_argument("--split-file", help='JSON {"train": [ids], "validation": [ids]} or a list of them')
+    train.add_argument("--split-index", type=int, default=0, help="which of the 9 seeded splits (default 0)")
+    train.add_argument("--epochs", type=int, default=300)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--min-lr-fraction", type=float, default=0.01, help="cosine annealing floor, × lr")
+    train.add_argument("--loss", default="mape", choices=["mape", "log_mse", "log_l1"])
+    train.add_argument("--keep", default="best", choices=["best", "last"], help="kept epoch (default best)")
+    train.add_argument("--head-hidden", type=_ints, default=[450, 350, 350], help="e.g. 450,350,350")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--out", help="output folder (default runs/<dataset>-<backbone>-split<k>)")
+    _add_trainer_options(train)
+    train.set_defaults(func=cmd_train)
+
+    models = sub.add_parser("models", help="list backbones, datasets and models (built-in and plugins)")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+
+    predict = sub.add_parser("predict", help="predict κ_L for structure files")
+    predict.add_argument("files", nargs="+", help="CIF, POSCAR, extxyz, ... (anything ase.io.read takes)")
+    predict.add_argument("--model", required=True, help="a saved model directory")
+    predict.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"matgl-ltc {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

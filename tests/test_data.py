@@ -1,0 +1,159 @@
+"""Bundled datasets, readers, and validation of bad input."""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.db import connect
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from matgl_ltc.data import (
+    BUNDLED_DATASETS,
+    DatasetValidationError,
+    InvalidLabelError,
+    InvalidStructureError,
+    dataset_card,
+    iter_structures,
+    load_dataset,
+    validate_atoms,
+)
+
+DOCUMENTED_COUNTS = {"togo15": 95, "hh143": 143, "mix": 238, "aflow_agl": 4399}
+
+
+@pytest.mark.parametrize("name", list(DOCUMENTED_COUNTS))
+def test_bundled_dataset_counts_and_labels(name):
+    data = load_dataset(name)
+    assert len(data) == DOCUMENTED_COUNTS[name]
+    assert data.is_labelled and np.all(data.labels > 0)
+    assert len(set(data.ids)) == len(data)
+    card = dataset_card(name)
+    assert "Licence" in card and "Label method" in card
+
+
+def test_documented_names_match_registry():
+    assert set(BUNDLED_DATASETS) == set(DOCUMENTED_COUNTS)
+
+
+@pytest.mark.parametrize("name", ["togo15", "hh143", "aflow_agl"])
+def test_bundled_matches_shared_original(name, shared_dir):
+    """The package data keeps every id and label of the original (ids make split files portable)."""
+    original = {a.info["id"]: a for a in ase.io.read(shared_dir / "data" / f"{name}.extxyz", ":")}
+    bundled = load_dataset(name)
+    for sid, atoms, kappa in zip(bundled.ids, bundled.atoms, bundled.labels):
+        assert kappa == pytest.approx(original[sid].info["ltc"])
+        assert atoms.get_chemical_formula() == original[sid].get_chemical_formula()
+        np.testing.assert_allclose(atoms.positions, original[sid].positions, atol=1e-6)
+    left_out = set(original) - set(bundled.ids)
+    assert left_out == ({"aflow-Rb1_ICSD_426967"} if name == "aflow_agl" else set())
+
+
+def test_mix_is_togo15_plus_hh143():
+    mix = load_dataset("mix")
+    assert mix.ids == load_dataset("togo15").ids + load_dataset("hh143").ids
+
+
+def test_unknown_dataset_name_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="togo15"):
+        load_dataset("togo16")
+
+
+def test_reads_extxyz_cif_folder_asedb_and_structures(tmp_path, togo15):
+    atoms = togo15.atoms[:4]
+    ase.io.write(tmp_path / "four.extxyz", atoms)
+    assert load_dataset(tmp_path / "four.extxyz").ids == togo15.ids[:4]
+
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    lines = []
+    for sid, a, k in zip(togo15.ids[:4], atoms, togo15.labels[:4]):
+        ase.io.write(folder / f"{sid}.cif", a)
+        lines.append(f"{sid},{k}")
+    (folder / "id_prop.csv").write_text("\n".join(lines))
+    from_cif = load_dataset(folder)
+    assert sorted(from_cif.ids) == sorted(togo15.ids[:4])
+    np.testing.assert_allclose(from_cif.labels[from_cif.indices(togo15.ids[:4])], togo15.labels[:4])
+
+    with connect(tmp_path / "four.db") as db:
+        for sid, a, k in zip(togo15.ids[:4], atoms, togo15.labels[:4]):
+            db.write(a, id_str=sid, ltc=float(k))
+    from_db = load_dataset(tmp_path / "four.db")
+    np.testing.assert_allclose(from_db.labels, togo15.labels[:4])
+
+    structures = [AseAtomsAdaptor.get_structure(a) for a in atoms]
+    for s, sid, k in zip(structures, togo15.ids[:4], togo15.labels[:4]):
+        s.properties.update({"id": sid, "ltc": float(k)})
+    assert load_dataset(structures).ids == togo15.ids[:4]
+
+
+def _error_of(atoms: Atoms) -> InvalidStructureError:
+    with pytest.raises(DatasetValidationError) as info:
+        load_dataset([atoms])
+    assert len(info.value.errors) == 1
+    return info.value.errors[0]
+
+
+def test_empty_structure(rocksalt):
+    empty = Atoms(cell=rocksalt.cell, pbc=True, info={"id": "nothing", "ltc": 1.0})
+    err = _error_of(empty)
+    assert (err.reason, err.structure_id) == ("empty", "nothing")
+
+
+def test_non_periodic_structure(rocksalt):
+    rocksalt.pbc = [True, True, False]
+    err = _error_of(rocksalt)
+    assert err.reason == "not-periodic" and "NaCl-test" in str(err)
+
+
+def test_element_outside_megnet(rocksalt):
+    rocksalt.symbols[0] = "Po"  # polonium is not among MEGNet's 89 elements
+    err = _error_of(rocksalt)
+    assert err.reason == "unknown-element" and "Po" in str(err)
+
+
+def test_graph_without_edges(isolated_atom):
+    err = _error_of(isolated_atom)
+    assert err.reason == "no-edges" and "lonely-Cu" in str(err) and "4 Å" in str(err)
+    # a larger cutoff gives it neighbours (its own periodic images)
+    validate_atoms(isolated_atom, "lonely-Cu", cutoff=10.5)
+
+
+@pytest.mark.parametrize("label", [0.0, -2.0, float("nan"), float("inf"), "n/a", None])
+def test_bad_labels(rocksalt, label):
+    rocksalt.info["ltc"] = label
+    if label is None:
+        del rocksalt.info["ltc"]
+    err = _error_of(rocksalt)
+    assert isinstance(err, InvalidLabelError) and err.reason == "bad-label"
+
+
+def test_unlabelled_structures_allowed_for_prediction(rocksalt):
+    del rocksalt.info["ltc"]
+    data = load_dataset([rocksalt], require_labels=False)
+    assert np.isnan(data.labels[0]) and not data.is_labelled
+
+
+def test_skip_keeps_the_rest_and_names_the_bad(togo15, isolated_atom, rocksalt):
+    rocksalt.info["ltc"] = -1
+    batch = [*togo15.atoms[:5], isolated_atom, rocksalt]
+    with pytest.raises(DatasetValidationError) as info:
+        load_dataset(batch)
+    assert {e.structure_id for e in info.value.errors} == {"lonely-Cu", "NaCl-test"}
+    with pytest.warns(UserWarning, match="lonely-Cu"):
+        kept = load_dataset(batch, on_invalid="skip")
+    assert kept.ids == togo15.ids[:5]
+
+
+def test_garbage_file_is_reported_not_raised_midstream(tmp_path):
+    bad = tmp_path / "garbage.extxyz"
+    bad.write_text("this is not\nan extxyz file\n")
+    records = list(iter_structures(bad))
+    assert len(records) == 1 and records[0].error is not None and records[0].error.reason == "unreadable"
+
+
+def test_duplicate_ids_rejected(togo15):
+    twice = [togo15.atoms[0], togo15.atoms[0].copy()]
+    with pytest.raises(ValueError, match="duplicate id"):
+        load_dataset(twice)

@@ -1,0 +1,118 @@
+"""Training a tiny model end to end, from Python and from the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from matgl_ltc import LTCModel
+from matgl_ltc.cli import main
+from matgl_ltc.data import random_splits
+from matgl_ltc.train import fit
+
+METRICS = {"mape", "median_ape", "mae", "rmse", "r2", "log10_mae", "log10_rmse", "spearman"}
+
+
+def test_fit_saves_metrics_curve_and_best_model(tmp_path, togo15):
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(32, 16), seed=0)
+    split = random_splits(togo15.ids, n_splits=2)[1]
+    result = fit(model, togo15, split, epochs=4, batch_size=16, progress=False, out_dir=tmp_path)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(m["validation"]) == METRICS and m["split"] == {
+        "index": 1,
+        "seed": 1,
+        "n_train": 76,
+        "n_validation": 19,
+    }
+    assert 0 <= m["best_epoch"] < 4 and m["settings"]["lr"] == 1e-3
+    with open(tmp_path / "curve.csv") as handle:
+        curve = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in curve] == [0, 1, 2, 3]
+    best = min(curve, key=lambda r: float(r["val_mape"]))
+    assert int(best["epoch"]) == m["best_epoch"]
+    assert m["validation"]["mape"] == pytest.approx(float(best["val_mape"]), rel=1e-4)
+    # the transform is fitted on the training split only
+    train_y = np.log10(togo15.labels[togo15.indices(split.train)] + 1)
+    assert result.model.transform.mean == pytest.approx(train_y.mean(), rel=1e-6)
+    # reload gives the saved validation predictions
+    loaded = LTCModel.load(tmp_path / "model")
+    with open(tmp_path / "validation_predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    pred = loaded.predict(togo15.atoms[i] for i in togo15.indices([r["id"] for r in rows]))
+    np.testing.assert_allclose(pred, [float(r["ltc_pred"]) for r in rows], rtol=1e-4)
+    assert (
+        loaded.metadata["split"]["index"] == 1
+        and loaded.metadata["metrics"]["mape"] == m["validation"]["mape"]
+    )
+
+
+def test_training_lowers_the_loss(togo15):
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(32, 16), seed=0)
+    result = fit(model, togo15, 0, epochs=6, batch_size=8, progress=False)
+    losses = [row["train_loss"] for row in result.history]
+    assert losses[-1] < losses[0]
+
+
+def test_keep_last_keeps_the_final_epoch(togo15):
+    model = LTCModel.from_backbone("megnet-random", head_hidden=(16,), seed=0)
+    result = fit(model, togo15, 0, epochs=3, batch_size=32, keep="last", progress=False)
+    assert result.metrics["best_epoch"] == 2
+    assert result.metrics["validation"]["mape"] == pytest.approx(
+        result.metrics["final_validation"]["mape"], rel=1e-4
+    )
+
+
+def test_cli_train_with_split_file(tmp_path, togo15, capsys):
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps({"train": togo15.ids[19:], "validation": togo15.ids[:19]}))
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "togo15",
+            "--backbone",
+            "megnet-eform",
+            "--split-file",
+            str(split_file),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--head-hidden",
+            "16",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "MAPE" in printed and "MAE of log10" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"]["n_validation"] == 19
+    assert LTCModel.load(out / "model").head_hidden == [16]
+
+
+def test_cli_reports_bad_dataset(capsys):
+    assert main(["train", "--dataset", "no-such-set", "--epochs", "1", "--no-progress"]) == 2
+    assert "no-such-set" in capsys.readouterr().err
+
+
+def test_example_script_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_togo15.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--epochs", "2", "--out", str(tmp_path / "ex")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    assert "Si:" in out.stdout and "NaCl:" in out.stdout
