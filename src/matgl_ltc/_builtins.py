@@ -19,3 +19,10 @@ def matgl_ltc_datasets() -> list:
     return [
         DatasetSpec(name, text, lambda n=name: load_bundled(n)) for name, text in BUNDLED_DATASETS.items()
     ]
+
+
+@hookimpl
+def matgl_ltc_recipes() -> list:
+    from .train.recipes import builtin_recipes
+
+    return builtin_recipes()

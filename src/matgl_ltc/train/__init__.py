@@ -1,6 +1,24 @@
-"""Training: the Lightning module and ``fit`` for one model on one split."""
+"""Training: the Lightning module, ``fit`` for one model on one split, recipes and their runner."""
 
 from .fit import PAPER_DEFAULTS, FitResult, fit, resolve_split
 from .lightning_module import LOSSES, LTCLightningModule
+from .recipes import Recipe, Stage, builtin_recipes, resolve_recipe
+from .runner import RecipeRunner, RunResult, run_models, run_recipe, summarize
 
-__all__ = ["LOSSES", "PAPER_DEFAULTS", "FitResult", "LTCLightningModule", "fit", "resolve_split"]
+__all__ = [
+    "LOSSES",
+    "PAPER_DEFAULTS",
+    "FitResult",
+    "LTCLightningModule",
+    "Recipe",
+    "RecipeRunner",
+    "RunResult",
+    "Stage",
+    "builtin_recipes",
+    "fit",
+    "resolve_recipe",
+    "resolve_split",
+    "run_models",
+    "run_recipe",
+    "summarize",
+]

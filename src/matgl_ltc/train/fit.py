@@ -118,6 +118,7 @@ def fit(
             generator=generator,
         )
 
+    model.train()
     module = LTCLightningModule(model, lr, epochs, min_lr_fraction, loss, weight_decay, monitor)
     root = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="matgl_ltc_"))
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):

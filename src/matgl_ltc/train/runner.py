@@ -1,0 +1,185 @@
+"""Run a recipe over all splits: one folder per split and stage, resumable, with a summary.
+
+Layout of a run folder::
+
+    OUT/recipe.json  splits.json  summary.json  summary.md
+    OUT/split_<k>/<stage>/{model/, metrics.json, curve.csv, ...}   (target stages)
+    STAGES/<dataset>-<stage>-<hash>/split_<j>/...                  (stages on other datasets)
+
+A stage folder appears only once its training finished (it is written under a
+``.partial`` name and renamed), so an interrupted run resumes by skipping finished stages.
+Stages that do not train on the target (the AFLOW stage) live in a stage cache keyed by a
+hash of the stage chain, so ``reproduce`` trains each AFLOW model once for all target sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis.metrics import METRIC_NAMES
+from ..data.datasets import LTCDataset, load_dataset
+from ..data.splits import Split, random_splits, save_splits
+from ..model.ltc_model import LTCModel
+from .fit import fit
+from .recipes import Recipe, Stage, resolve_recipe, stage_fingerprint
+
+PROTOCOLS = {"best_epoch": "validation", "unbiased": "final_validation"}
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    recipe: Recipe
+    dataset: str
+    per_split: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+
+def _stage_done(folder: Path) -> bool:
+    return (folder / "metrics.json").is_file() and (folder / "model" / "state.pt").is_file()
+
+
+def summarize(per_split: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over splits of every metric, for both protocols."""
+    out: dict[str, Any] = {"n_splits": len(per_split)}
+    for protocol, key in PROTOCOLS.items():
+        table = {}
+        for metric in METRIC_NAMES:
+            values = np.array([m[key].get(metric, np.nan) for m in per_split if m.get(key)], dtype=float)
+            if values.size:
+                table[metric] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)),
+                                 "values": values.tolist()}
+        out[protocol] = table
+    out["wall_time_s"] = float(sum(m.get("stages_wall_time_s", 0.0) for m in per_split))
+    return out
+
+
+def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
+    lines = [f"# {name} on {dataset} ({summary['n_splits']} splits)", "",
+             "| metric | best-epoch (paper protocol) | unbiased (final epoch) |", "| --- | --- | --- |"]
+    for metric in METRIC_NAMES:
+        cells = []
+        for protocol in PROTOCOLS:
+            v = summary[protocol].get(metric)
+            cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "—")
+        lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
+    lines.append(f"\nTraining wall time (stages run in this call): {summary['wall_time_s']:.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+class RecipeRunner:
+    """Executes recipes; holds loaded datasets so their graphs are built once for all stages."""
+
+    def __init__(
+        self,
+        stage_cache: str | os.PathLike | None = None,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+        **trainer_options: Any,
+    ) -> None:
+        self.stage_cache = Path(stage_cache) if stage_cache else None
+        self.progress = progress
+        self.log = log
+        self.trainer_options = trainer_options
+        self._datasets: dict[str, LTCDataset] = {}
+
+    def dataset(self, source: str | LTCDataset) -> LTCDataset:
+        if isinstance(source, LTCDataset):
+            return source
+        if source not in self._datasets:
+            self._datasets[source] = load_dataset(source)
+        return self._datasets[source]
+
+    def _train_stage(self, stage: Stage, data: LTCDataset, split: Split, folder: Path,
+                     start: Path | None, recipe: Recipe) -> float:
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        if start is None:
+            model = LTCModel.from_backbone(stage.init_ref, head_hidden=stage.head_hidden, seed=stage.seed)
+        else:
+            model = LTCModel.load(start)
+        self.log(f"  stage {stage.name}: {data.name} split {split.index} ({stage.epochs} epochs) → {folder}")
+        result = fit(model, data, split, out_dir=partial, progress=self.progress,
+                     metadata={"recipe": recipe.name, "stage": stage.name, "initialised_from": str(start or stage.init)},
+                     **stage.fit_kwargs(), **self.trainer_options)
+        partial.rename(folder)
+        return float(result.metrics["wall_time_s"])
+
+    def run(
+        self,
+        recipe: Recipe | str,
+        dataset: str | LTCDataset,
+        out_dir: str | os.PathLike,
+        n_splits: int = 9,
+        splits: Sequence[Split] | None = None,
+    ) -> RunResult:
+        recipe = resolve_recipe(recipe)
+        target = self.dataset(dataset)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        cache = self.stage_cache or out / "stages"
+        target_splits = list(splits) if splits else random_splits(target.ids, n_splits=n_splits)
+        (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
+        save_splits(target_splits, out / "splits.json")
+        self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
+
+        per_split = []
+        for k, split in enumerate(target_splits):
+            models: dict[str, Path] = {}
+            wall = 0.0
+            for stage in recipe.stages:
+                if stage.is_target:
+                    data, stage_split = target, split
+                    folder = out / f"split_{k}" / stage.name
+                else:
+                    data = self.dataset(stage.dataset)
+                    m = stage.n_splits or len(target_splits)
+                    j = k % m
+                    stage_split = random_splits(data.ids, n_splits=j + 1)[j]
+                    folder = cache / f"{data.name}-{stage.name}-{stage_fingerprint(recipe, stage)}" / f"split_{j}"
+                start = models[stage.init_ref] if stage.init_kind == "stage" else None
+                if _stage_done(folder):
+                    self.log(f"  stage {stage.name}: {folder} already trained, reusing it")
+                else:
+                    folder.parent.mkdir(parents=True, exist_ok=True)
+                    wall += self._train_stage(stage, data, stage_split, folder, start, recipe)
+                models[stage.name] = folder / "model"
+            final = json.loads((out / f"split_{k}" / recipe.stages[-1].name / "metrics.json").read_text())
+            final["stages_wall_time_s"] = wall
+            per_split.append(final)
+
+        summary = summarize(per_split)
+        summary.update({"recipe": recipe.name, "dataset": target.name})
+        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        (out / "summary.md").write_text(summary_markdown(recipe.name, target.name, summary))
+        return RunResult(out, recipe, target.name, per_split, summary)
+
+
+def run_recipe(recipe: Recipe | str, dataset: str | LTCDataset, out_dir: str | os.PathLike,
+               n_splits: int = 9, splits: Sequence[Split] | None = None,
+               stage_cache: str | os.PathLike | None = None, progress: bool = True, **trainer_options: Any) -> RunResult:
+    """Run ``recipe`` on ``dataset`` over ``n_splits`` seeded splits (or explicit ``splits``)."""
+    runner = RecipeRunner(stage_cache, progress, **trainer_options)
+    return runner.run(recipe, dataset, out_dir, n_splits, splits)
+
+
+def run_models(run_dir: str | os.PathLike) -> list[Path]:
+    """Model folders of a run's final stage, one per split, in split order."""
+    run = Path(run_dir)
+    recipe = json.loads((run / "recipe.json").read_text())
+    last = recipe["stages"][-1]["name"]
+    found = sorted(run.glob(f"split_*/{last}/model"), key=lambda p: int(p.parent.parent.name.split("_")[1]))
+    if not found:
+        raise FileNotFoundError(f"{run} holds no trained model (no split_*/{last}/model)")
+    return found
+
+
