@@ -26,3 +26,11 @@ def matgl_ltc_recipes() -> list:
     from .train.recipes import builtin_recipes
 
     return builtin_recipes()
+
+
+@hookimpl
+def matgl_ltc_pretrained_models() -> list:
+    from .plugins import PretrainedSpec
+    from .pretrained import shipped_models
+
+    return [PretrainedSpec(name, text, lambda p=path: p) for name, (text, path) in shipped_models().items()]

@@ -47,11 +47,37 @@ def _devices(text: str) -> Any:
     return int(text) if text.isdigit() else text
 
 
+def _trainer_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "accelerator": args.accelerator,
+        "devices": _devices(str(args.devices)),
+        "strategy": args.strategy,
+    }
+
+
+def cmd_train_recipe(args: argparse.Namespace) -> int:
+    from .data import load_dataset, load_splits
+    from .train import RecipeRunner, resolve_recipe
+
+    recipe = resolve_recipe(args.recipe, paper=args.paper).with_overrides(epochs=args.epochs_override)
+    dataset = load_dataset(args.dataset)
+    splits = load_splits(args.split_file) if args.split_file else None
+    out = Path(args.out or f"runs/{recipe.name}-{dataset.name}")
+    runner = RecipeRunner(args.stage_cache, progress=not args.no_progress, **_trainer_options(args))
+    result = runner.run(recipe, dataset, out, n_splits=args.n_splits, splits=splits)
+    print()
+    print((out / "summary.md").read_text())
+    print(f"per-split models and metrics in {out}; load them with matgl_ltc.load_model({str(out)!r})")
+    return 0 if result.per_split else 1
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_dataset, load_splits
     from .model import LTCModel
     from .train import fit
 
+    if args.recipe:
+        return cmd_train_recipe(args)
     dataset = load_dataset(args.dataset)
     split: Any = args.split_index
     if args.split_file:
@@ -62,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         split = splits[args.split_index]
     out = Path(args.out or f"runs/{dataset.name}-{args.backbone}-split{args.split_index}")
+    args.epochs = args.epochs_override or 300
     model = LTCModel.from_backbone(args.backbone, head_hidden=args.head_hidden, seed=args.seed)
     print(
         f"training {args.backbone} + head {args.head_hidden} on {dataset.name} ({len(dataset)} structures), "
@@ -98,9 +125,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .plugins import available_backbones, available_datasets
+    from .plugins import (
+        available_backbones,
+        available_datasets,
+        available_pretrained_models,
+        available_recipes,
+    )
 
-    sections = {"backbones": available_backbones(), "datasets": available_datasets()}
+    sections = {
+        "models": available_pretrained_models(),
+        "backbones": available_backbones(),
+        "recipes": available_recipes(),
+        "datasets": available_datasets(),
+    }
     if args.json:
         print(
             json.dumps({k: {n: s.description for n, s in v.items()} for k, v in sections.items()}, indent=1)
@@ -114,27 +151,64 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import iter_structures
-    from .model import LTCModel
+    from .data import InvalidStructureError, iter_structures
+    from .model import LTCEnsemble, load_model
 
-    model = LTCModel.load(args.model)
+    model = load_model(args.model)
+    ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
     status = 0
-    print(f"{'id':<28} {'formula':<16} {'κ_L (W/m/K)':>12}")
+    print(f"{'id':<28} {'formula':<14} {'κ_L (W/m/K)':>12} {'± σ':>9}  note")
     for path in args.files:
         for record in iter_structures(path):
-            if record.error is not None:
-                print(f"{record.id:<28} error: {record.error}", file=sys.stderr)
-                status = 1
-                continue
             try:
-                kappa = model.predict_structure(record.atoms)
-            except ValueError as err:
+                if record.error is not None:
+                    raise record.error
+                pred = ensemble.predict([record.atoms])
+            except InvalidStructureError as err:
                 print(f"{record.id:<28} error: {err}", file=sys.stderr)
                 status = 1
                 continue
             formula = record.atoms.get_chemical_formula(mode="reduce")
-            print(f"{record.id:<28} {formula:<16} {kappa:>12.4g}")
+            note = (
+                f"elements unseen in training: {','.join(pred.unseen_elements[0])}"
+                if pred.out_of_domain[0]
+                else ""
+            )
+            print(f"{record.id:<28} {formula:<14} {pred.mean[0]:>12.4g} {pred.std[0]:>9.3g}  {note}")
     return status
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .analysis.evaluate import evaluate
+    from .data import load_dataset
+    from .model import load_model
+
+    result = evaluate(load_model(args.model), load_dataset(args.dataset))
+    print(
+        f"{args.model} on {result['dataset']} ({result['n_structures']} structures, {result['n_members']} model(s))"
+    )
+    print(format_metrics({k: v["mean"] for k, v in result["members_mean"].items()}, "mean over models"))
+    print(format_metrics(result["ensemble_mean"], "ensemble mean prediction"))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from .train.reproduce import reproduce
+
+    reproduce(
+        args.out,
+        recipes=args.recipes,
+        datasets=args.datasets,
+        n_splits=args.n_splits,
+        epochs=args.epochs,
+        paper=args.paper,
+        progress=not args.no_progress,
+        **_trainer_options(args),
+    )
+    print((Path(args.out) / "reproduce.md").read_text())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,7 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--split-file", help='JSON {"train": [ids], "validation": [ids]} or a list of them')
     train.add_argument("--split-index", type=int, default=0, help="which of the 9 seeded splits (default 0)")
-    train.add_argument("--epochs", type=int, default=300)
+    train.add_argument(
+        "--recipe",
+        help="run a recipe over all splits: scratch, pretrained, two-stage, aflow-only or a "
+        ".toml/.yaml file (without it: one model, one split)",
+    )
+    train.add_argument("--n-splits", type=int, default=9, help="splits for --recipe (default 9)")
+    train.add_argument(
+        "--stage-cache", help="folder of shared non-target stages (AFLOW models), for --recipe"
+    )
+    train.add_argument(
+        "--paper", action="store_true", help="with --recipe: the paper's settings in every stage"
+    )
+    train.add_argument(
+        "--epochs",
+        dest="epochs_override",
+        type=int,
+        default=None,
+        help="epochs (default 300; with --recipe, overrides every stage)",
+    )
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--min-lr-fraction", type=float, default=0.01, help="cosine annealing floor, × lr")
@@ -164,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep", default="best", choices=["best", "last"], help="kept epoch (default best)")
     train.add_argument("--head-hidden", type=_ints, default=[450, 350, 350], help="e.g. 450,350,350")
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--out", help="output folder (default runs/<dataset>-<backbone>-split<k>)")
+    train.add_argument(
+        "--out", help="output folder (default runs/<dataset>-<backbone>-split<k> or runs/<recipe>-<dataset>)"
+    )
     _add_trainer_options(train)
     train.set_defaults(func=cmd_train)
 
@@ -174,8 +268,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict κ_L for structure files")
     predict.add_argument("files", nargs="+", help="CIF, POSCAR, extxyz, ... (anything ase.io.read takes)")
-    predict.add_argument("--model", required=True, help="a saved model directory")
+    predict.add_argument("--model", help="model name or folder (default: the shipped default ensemble)")
     predict.set_defaults(func=cmd_predict)
+
+    evaluate = sub.add_parser("evaluate", help="score a model, ensemble or run on a labelled dataset")
+    evaluate.add_argument("model", help="model name, model/ensemble folder or recipe run folder")
+    evaluate.add_argument("--dataset", required=True)
+    evaluate.add_argument("--out", help="write the full result as JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    repro = sub.add_parser("reproduce", help="the paper's table: recipes × datasets over 9 splits")
+    repro.add_argument("--out", default="runs/reproduce")
+    repro.add_argument("--recipes", nargs="+", default=["scratch", "pretrained", "two-stage", "aflow-only"])
+    repro.add_argument("--datasets", nargs="+", default=["togo15", "hh143", "mix"])
+    repro.add_argument("--n-splits", type=int, default=9)
+    repro.add_argument("--epochs", type=int, default=None, help="override every stage's epochs (smoke tests)")
+    repro.add_argument("--paper", action="store_true", help="the paper's settings in every stage")
+    _add_trainer_options(repro)
+    repro.set_defaults(func=cmd_reproduce)
     return parser
 
 

@@ -56,7 +56,9 @@ class Stage:
     def __post_init__(self) -> None:
         kind, _, ref = self.init.partition(":")
         if kind not in ("backbone", "stage") or not ref:
-            raise ValueError(f"stage {self.name!r}: init must be 'backbone:<name>' or 'stage:<name>', not {self.init!r}")
+            raise ValueError(
+                f"stage {self.name!r}: init must be 'backbone:<name>' or 'stage:<name>', not {self.init!r}"
+            )
         if self.keep not in ("best", "last"):
             raise ValueError(f"stage {self.name!r}: keep must be 'best' or 'last'")
         object.__setattr__(self, "head_hidden", tuple(int(h) for h in self.head_hidden))
@@ -101,8 +103,10 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: stage names must be unique, got {names}")
         for i, stage in enumerate(self.stages):
             if stage.init_kind == "stage" and stage.init_ref not in names[:i]:
-                raise ValueError(f"recipe {self.name!r}: stage {stage.name!r} starts from unknown or later stage "
-                                 f"{stage.init_ref!r}")
+                raise ValueError(
+                    f"recipe {self.name!r}: stage {stage.name!r} starts from unknown or later stage "
+                    f"{stage.init_ref!r}"
+                )
         if not self.stages[-1].is_target:
             raise ValueError(f"recipe {self.name!r}: the last stage must train on 'target'")
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -116,8 +120,12 @@ class Recipe:
         return replace(self, stages=tuple(replace(s, **overrides) for s in self.stages))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "paper_name": self.paper_name,
-                "stages": [s.to_dict() for s in self.stages]}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "paper_name": self.paper_name,
+            "stages": [s.to_dict() for s in self.stages],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
@@ -126,12 +134,18 @@ class Recipe:
         for i, raw in enumerate(data.get("stages", [])):
             unknown = set(raw) - allowed
             if unknown:
-                raise ValueError(f"recipe stage {i}: unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+                raise ValueError(
+                    f"recipe stage {i}: unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+                )
             stages.append(Stage(**raw))
         if "name" not in data:
             raise ValueError("a recipe needs a 'name'")
-        return cls(str(data["name"]), tuple(stages), str(data.get("description", "")),
-                   str(data.get("paper_name", "")))
+        return cls(
+            str(data["name"]),
+            tuple(stages),
+            str(data.get("description", "")),
+            str(data.get("paper_name", "")),
+        )
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Recipe:
@@ -181,16 +195,36 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
     aflow = {} if paper else FAST_AFLOW
     target = {} if paper else FAST_TARGET
     return [
-        Recipe("scratch", (Stage("target", init="backbone:megnet-random", **target),),
-               "random MEGNet + head → target set (paper step 1)", "RW"),
-        Recipe("pretrained", (Stage("target", init="backbone:megnet-eform", **target),),
-               "formation-energy MEGNet + random head → target set (paper step 2)", "FE"),
-        Recipe("two-stage", (Stage("aflow", "aflow_agl", "backbone:megnet-eform", **aflow),
-                             Stage("target", init="stage:aflow", **target)),
-               "formation-energy MEGNet → AFLOW AGL → target set (paper step 3)", "FEAF"),
-        Recipe("aflow-only", (Stage("aflow", "aflow_agl", "backbone:megnet-random", **aflow),
-                              Stage("target", init="stage:aflow", **target)),
-               "random MEGNet → AFLOW AGL → target set (control)", "RWAF"),
+        Recipe(
+            "scratch",
+            (Stage("target", init="backbone:megnet-random", **target),),
+            "random MEGNet + head → target set (paper step 1)",
+            "RW",
+        ),
+        Recipe(
+            "pretrained",
+            (Stage("target", init="backbone:megnet-eform", **target),),
+            "formation-energy MEGNet + random head → target set (paper step 2)",
+            "FE",
+        ),
+        Recipe(
+            "two-stage",
+            (
+                Stage("aflow", "aflow_agl", "backbone:megnet-eform", **aflow),
+                Stage("target", init="stage:aflow", **target),
+            ),
+            "formation-energy MEGNet → AFLOW AGL → target set (paper step 3)",
+            "FEAF",
+        ),
+        Recipe(
+            "aflow-only",
+            (
+                Stage("aflow", "aflow_agl", "backbone:megnet-random", **aflow),
+                Stage("target", init="stage:aflow", **target),
+            ),
+            "random MEGNet → AFLOW AGL → target set (control)",
+            "RWAF",
+        ),
     ]
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,16 +55,23 @@ def summarize(per_split: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for metric in METRIC_NAMES:
             values = np.array([m[key].get(metric, np.nan) for m in per_split if m.get(key)], dtype=float)
             if values.size:
-                table[metric] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)),
-                                 "values": values.tolist()}
+                table[metric] = {
+                    "mean": float(np.nanmean(values)),
+                    "std": float(np.nanstd(values)),
+                    "values": values.tolist(),
+                }
         out[protocol] = table
     out["wall_time_s"] = float(sum(m.get("stages_wall_time_s", 0.0) for m in per_split))
     return out
 
 
 def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
-    lines = [f"# {name} on {dataset} ({summary['n_splits']} splits)", "",
-             "| metric | best-epoch (paper protocol) | unbiased (final epoch) |", "| --- | --- | --- |"]
+    lines = [
+        f"# {name} on {dataset} ({summary['n_splits']} splits)",
+        "",
+        "| metric | best-epoch (paper protocol) | unbiased (final epoch) |",
+        "| --- | --- | --- |",
+    ]
     for metric in METRIC_NAMES:
         cells = []
         for protocol in PROTOCOLS:
@@ -99,8 +105,9 @@ class RecipeRunner:
             self._datasets[source] = load_dataset(source)
         return self._datasets[source]
 
-    def _train_stage(self, stage: Stage, data: LTCDataset, split: Split, folder: Path,
-                     start: Path | None, recipe: Recipe) -> float:
+    def _train_stage(
+        self, stage: Stage, data: LTCDataset, split: Split, folder: Path, start: Path | None, recipe: Recipe
+    ) -> float:
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         if start is None:
@@ -108,9 +115,20 @@ class RecipeRunner:
         else:
             model = LTCModel.load(start)
         self.log(f"  stage {stage.name}: {data.name} split {split.index} ({stage.epochs} epochs) → {folder}")
-        result = fit(model, data, split, out_dir=partial, progress=self.progress,
-                     metadata={"recipe": recipe.name, "stage": stage.name, "initialised_from": str(start or stage.init)},
-                     **stage.fit_kwargs(), **self.trainer_options)
+        result = fit(
+            model,
+            data,
+            split,
+            out_dir=partial,
+            progress=self.progress,
+            metadata={
+                "recipe": recipe.name,
+                "stage": stage.name,
+                "initialised_from": str(start or stage.init),
+            },
+            **stage.fit_kwargs(),
+            **self.trainer_options,
+        )
         partial.rename(folder)
         return float(result.metrics["wall_time_s"])
 
@@ -145,7 +163,9 @@ class RecipeRunner:
                     m = stage.n_splits or len(target_splits)
                     j = k % m
                     stage_split = random_splits(data.ids, n_splits=j + 1)[j]
-                    folder = cache / f"{data.name}-{stage.name}-{stage_fingerprint(recipe, stage)}" / f"split_{j}"
+                    folder = (
+                        cache / f"{data.name}-{stage.name}-{stage_fingerprint(recipe, stage)}" / f"split_{j}"
+                    )
                 start = models[stage.init_ref] if stage.init_kind == "stage" else None
                 if _stage_done(folder):
                     self.log(f"  stage {stage.name}: {folder} already trained, reusing it")
@@ -164,9 +184,16 @@ class RecipeRunner:
         return RunResult(out, recipe, target.name, per_split, summary)
 
 
-def run_recipe(recipe: Recipe | str, dataset: str | LTCDataset, out_dir: str | os.PathLike,
-               n_splits: int = 9, splits: Sequence[Split] | None = None,
-               stage_cache: str | os.PathLike | None = None, progress: bool = True, **trainer_options: Any) -> RunResult:
+def run_recipe(
+    recipe: Recipe | str,
+    dataset: str | LTCDataset,
+    out_dir: str | os.PathLike,
+    n_splits: int = 9,
+    splits: Sequence[Split] | None = None,
+    stage_cache: str | os.PathLike | None = None,
+    progress: bool = True,
+    **trainer_options: Any,
+) -> RunResult:
     """Run ``recipe`` on ``dataset`` over ``n_splits`` seeded splits (or explicit ``splits``)."""
     runner = RecipeRunner(stage_cache, progress, **trainer_options)
     return runner.run(recipe, dataset, out_dir, n_splits, splits)
@@ -181,5 +208,3 @@ def run_models(run_dir: str | os.PathLike) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"{run} holds no trained model (no split_*/{last}/model)")
     return found
-
-

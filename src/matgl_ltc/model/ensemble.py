@@ -1,0 +1,178 @@
+"""LTCEnsemble: the k models of a run (one per split), mean (mTC) and spread (var pTC) per structure."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch_geometric.data import Data
+
+from ..data.graphs import atoms_to_graph
+from ..data.readers import to_atoms
+from ..data.validation import MEGNET_ELEMENTS, InvalidStructureError
+from .ltc_model import LTCModel, ModelLoadError
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclass
+class EnsemblePrediction:
+    """Per-structure ensemble output, all in W m⁻¹ K⁻¹.
+
+    ``mean`` is the members' mean (the paper's mTC), ``var`` their variance (var pTC),
+    ``std`` the calibrated standard deviation (``sigma_scale`` × raw spread), ``members``
+    the (structures × k) predictions. ``unseen_elements`` lists, per structure, the
+    elements absent from every member's training set (out of domain).
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    std: np.ndarray
+    std_raw: np.ndarray
+    members: np.ndarray
+    ids: list[str] = field(default_factory=list)
+    unseen_elements: list[list[str]] = field(default_factory=list)
+
+    @property
+    def out_of_domain(self) -> np.ndarray:
+        return np.array([bool(u) for u in self.unseen_elements], dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+
+class LTCEnsemble:
+    """Several LTCModels sharing one graph per structure.
+
+    Parameters
+    ----------
+    members
+        The models (same cutoff).
+    sigma_scale
+        Recalibration factor for the spread, fitted on validation residuals; 1.0 = raw.
+    metadata
+        Model card fields (name, recipe, dataset, metrics...).
+    """
+
+    def __init__(
+        self, members: Sequence[LTCModel], sigma_scale: float = 1.0, metadata: dict[str, Any] | None = None
+    ) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        cutoffs = {m.cutoff for m in members}
+        if len(cutoffs) != 1:
+            raise ValueError(f"ensemble members must share one graph cutoff, got {sorted(cutoffs)}")
+        self.members = list(members)
+        self.sigma_scale = float(sigma_scale)
+        self.metadata = dict(metadata or {})
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __repr__(self) -> str:
+        return f"LTCEnsemble(k={len(self)}, name={self.metadata.get('name')!r}, sigma_scale={self.sigma_scale:.3g})"
+
+    @property
+    def cutoff(self) -> float:
+        return self.members[0].cutoff
+
+    @property
+    def train_elements(self) -> set[str] | None:
+        known = [m.metadata.get("train_elements") for m in self.members]
+        if any(k is None for k in known):
+            return None
+        return set().union(*known)
+
+    def graphs_for(self, structures: Iterable[Any]) -> tuple[list[Data], list[str], list[list[str]]]:
+        graphs, ids, unseen = [], [], []
+        seen = self.train_elements
+        for i, structure in enumerate(structures):
+            atoms = to_atoms(structure)
+            sid = str(atoms.info.get("id", f"#{i} {atoms.get_chemical_formula()}"))
+            if not all(atoms.pbc):
+                raise InvalidStructureError(
+                    sid, "not-periodic", "structure is not periodic in all directions"
+                )
+            graphs.append(atoms_to_graph(atoms, self.cutoff, MEGNET_ELEMENTS, structure_id=sid))
+            ids.append(sid)
+            symbols = sorted(set(atoms.get_chemical_symbols()))
+            unseen.append([] if seen is None else [s for s in symbols if s not in seen])
+        return graphs, ids, unseen
+
+    def predict_graphs(self, graphs: Sequence[Data], batch_size: int = 64) -> np.ndarray:
+        """(structures × k) member predictions for prepared graphs."""
+        return np.stack([m.predict_graphs(graphs, batch_size) for m in self.members], axis=1)
+
+    def combine(
+        self, members: np.ndarray, ids: list[str] | None = None, unseen: list[list[str]] | None = None
+    ) -> EnsemblePrediction:
+        var = members.var(axis=1)
+        std_raw = np.sqrt(var)
+        return EnsemblePrediction(
+            members.mean(axis=1),
+            var,
+            std_raw * self.sigma_scale,
+            std_raw,
+            members,
+            ids or [],
+            unseen or [[] for _ in range(len(members))],
+        )
+
+    def predict(self, structures: Iterable[Any], batch_size: int = 64) -> EnsemblePrediction:
+        """Ensemble prediction for ASE ``Atoms`` or pymatgen ``Structure``s; each graph is built once."""
+        graphs, ids, unseen = self.graphs_for(structures)
+        return self.combine(self.predict_graphs(graphs, batch_size), ids, unseen)
+
+    def predict_structure(self, structure: Any) -> float:
+        return float(self.predict([structure]).mean[0])
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        names = []
+        for k, member in enumerate(self.members):
+            name = f"member_{k}"
+            member.save(folder / name)
+            names.append(name)
+        description = {
+            "@class": "LTCEnsemble",
+            "@model_version": 1,
+            "members": names,
+            "sigma_scale": self.sigma_scale,
+            "metadata": self.metadata,
+        }
+        (folder / ENSEMBLE_FILE).write_text(json.dumps(description, indent=2, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LTCEnsemble:
+        folder = Path(path)
+        try:
+            description = json.loads((folder / ENSEMBLE_FILE).read_text())
+        except FileNotFoundError:
+            raise ModelLoadError(f"{folder} is not an ensemble directory (no {ENSEMBLE_FILE})") from None
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is corrupted: {exc}") from None
+        if description.get("@class") != "LTCEnsemble" or not description.get("members"):
+            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} does not describe an LTCEnsemble with members")
+        members = [LTCModel.load(folder / name) for name in description["members"]]
+        return cls(members, float(description.get("sigma_scale", 1.0)), description.get("metadata"))
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, sigma_scale: float = 1.0) -> LTCEnsemble:
+        """The final-stage models of a recipe run, one per split."""
+        from ..train.runner import run_models
+
+        paths = run_models(run_dir)
+        summary_path = Path(run_dir) / "summary.json"
+        meta = {"run": str(run_dir)}
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            meta.update({"recipe": summary.get("recipe"), "dataset": summary.get("dataset")})
+        return cls([LTCModel.load(p) for p in paths], sigma_scale, meta)

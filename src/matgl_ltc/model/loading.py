@@ -1,0 +1,46 @@
+"""``load_model`` and ``list_models``: like ``matgl.load_model``, for shipped, plugin and saved models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .ensemble import ENSEMBLE_FILE, LTCEnsemble
+from .ltc_model import LTCModel, ModelLoadError
+
+
+def load_model(name_or_path: str | os.PathLike | None = None) -> LTCModel | LTCEnsemble:
+    """Load a model or ensemble.
+
+    Parameters
+    ----------
+    name_or_path
+        ``None``: the default shipped ensemble. A name: a shipped or plugin-registered model
+        (see :func:`list_models`). A path: a saved ``LTCModel`` folder, an ``LTCEnsemble``
+        folder, or a recipe run folder (its per-split models become an ensemble).
+    """
+    from ..plugins import available_pretrained_models
+    from ..pretrained import DEFAULT_MODEL
+
+    target = DEFAULT_MODEL if name_or_path is None else name_or_path
+    path = Path(target)
+    if not path.exists():
+        registry = available_pretrained_models()
+        if str(target) not in registry:
+            known = ", ".join(sorted(registry)) or "none"
+            raise ModelLoadError(f"{str(target)!r} is neither a known model ({known}) nor an existing folder")
+        path = Path(registry[str(target)].path())
+    if (path / ENSEMBLE_FILE).is_file():
+        return LTCEnsemble.load(path)
+    if (path / "model.json").is_file():
+        return LTCModel.load(path)
+    if (path / "recipe.json").is_file():
+        return LTCEnsemble.from_run(path)
+    raise ModelLoadError(f"{path} holds no LTC model (no {ENSEMBLE_FILE}, model.json or recipe.json)")
+
+
+def list_models() -> dict[str, str]:
+    """Name → one-line description of every loadable model (shipped and plugin-registered)."""
+    from ..plugins import available_pretrained_models
+
+    return {name: spec.description for name, spec in available_pretrained_models().items()}
