@@ -191,6 +191,10 @@ def fit(
             "metrics": metrics["validation"],
             "training": metrics["settings"],
             "best_epoch": kept_epoch,
+            # elements of the (fine-tuning) training split: inputs with others are out of domain
+            "train_elements": sorted(
+                {el for i in train_idx for el in dataset.atoms[i].get_chemical_symbols()}
+            ),
         }
     )
     result = FitResult(model, metrics, module.history, Path(out_dir) if out_dir else None)

@@ -1,0 +1,116 @@
+"""LTCEnsemble, load_model and the ASE calculator contract, on a real (tiny) 3-split run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from matgl_ltc import LTCCalculator, LTCEnsemble, LTCModel, ModelLoadError, load_model
+from matgl_ltc.analysis.calibration import calibrate, fit_sigma_scale, uncertainty_report
+from matgl_ltc.train import Recipe, Stage
+from matgl_ltc.train.runner import RecipeRunner
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    recipe = Recipe(
+        "tiny", (Stage("target", init="backbone:megnet-eform", epochs=2, batch_size=32, head_hidden=(16,)),)
+    )
+    RecipeRunner(progress=False).run(recipe, "togo15", out, n_splits=3)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ensemble(run_dir) -> LTCEnsemble:
+    return LTCEnsemble.from_run(run_dir, sigma_scale=1.5)
+
+
+def test_mean_and_var_are_those_of_the_members(ensemble, togo15):
+    pred = ensemble.predict(togo15.atoms[:10], batch_size=4)
+    single = np.stack([m.predict(togo15.atoms[:10]) for m in ensemble.members], axis=1)
+    np.testing.assert_allclose(pred.members, single, rtol=1e-5)
+    np.testing.assert_allclose(pred.mean, single.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(pred.var, single.var(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(pred.std, 1.5 * np.sqrt(pred.var), rtol=1e-6)
+    assert pred.members.shape == (10, 3) and pred.ids == togo15.ids[:10]
+    assert np.all(pred.var > 0)  # members trained on different splits disagree
+
+
+def test_load_model_by_path_run_and_ensemble_dir(tmp_path, run_dir, ensemble, togo15):
+    assert isinstance(load_model(run_dir), LTCEnsemble)
+    single = load_model(run_dir / "split_0" / "target" / "model")
+    assert isinstance(single, LTCModel)
+    ensemble.save(tmp_path / "ens")
+    again = load_model(tmp_path / "ens")
+    assert isinstance(again, LTCEnsemble) and again.sigma_scale == 1.5
+    np.testing.assert_allclose(again.predict(togo15.atoms[:5]).mean, ensemble.predict(togo15.atoms[:5]).mean)
+    (tmp_path / "ens" / "ensemble.json").write_text("{")
+    with pytest.raises(ModelLoadError, match="corrupted"):
+        load_model(tmp_path / "ens")
+    with pytest.raises(ModelLoadError, match="neither a known model"):
+        load_model("no-such-model")
+    with pytest.raises(ModelLoadError, match="holds no LTC model"):
+        load_model(tmp_path)
+
+
+def test_out_of_domain_flags(ensemble, togo15):
+    seen = ensemble.train_elements
+    assert seen and "Si" in seen
+    osmium = bulk("Os", "hcp", a=2.73, c=4.32)  # Os is not in Togo15
+    pred = ensemble.predict([togo15.atoms[0], osmium])
+    assert pred.out_of_domain.tolist() == [False, True] and pred.unseen_elements[1] == ["Os"]
+
+
+def test_calculator_contract(ensemble):
+    calc = LTCCalculator(ensemble)
+    assert {"ltc", "ltc_std", "ltc_var", "ltc_members"} <= set(calc.implemented_properties)
+    atoms = bulk("Si", "diamond", a=5.43)
+    atoms.calc = calc
+    kappa = calc.get_property("ltc", atoms)
+    members = calc.get_property("ltc_members", atoms)
+    assert kappa == pytest.approx(np.mean(members)) and len(members) == 3
+    assert calc.get_property("ltc_var", atoms) == pytest.approx(np.var(members))
+    assert calc.get_ltc_std(atoms) == pytest.approx(1.5 * np.std(members), rel=1e-6)
+    # cached: the same Atoms does not recompute
+    calc.results["ltc"] = -1.0
+    assert calc.get_property("ltc", atoms) == -1.0
+    # a change of positions invalidates
+    atoms.positions[1] += [0.05, 0.0, 0.0]
+    assert calc.get_property("ltc", atoms) != -1.0
+    before = calc.get_property("ltc", atoms)
+    # a change of cell invalidates
+    atoms.set_cell(atoms.cell * 1.03, scale_atoms=True)
+    assert calc.get_property("ltc", atoms) != pytest.approx(before, rel=1e-9)
+
+
+def test_calculator_from_a_single_model(run_dir):
+    calc = LTCCalculator(str(run_dir / "split_1" / "target" / "model"))
+    atoms = bulk("NaCl", "rocksalt", a=5.64)
+    assert calc.get_property("ltc_std", atoms) == 0.0 and calc.get_ltc(atoms) > 0
+
+
+def test_calibration_on_held_out_residuals(ensemble, run_dir, togo15):
+    splits = json.loads((run_dir / "splits.json").read_text())
+    members = ensemble.predict_graphs(togo15.graph_cache(4.0).graphs)
+    masks = np.zeros_like(members, dtype=bool)
+    for k, split in enumerate(splits):
+        masks[togo15.indices(split["validation"]), k] = True
+    report = calibrate(members, togo15.labels, masks)
+    assert report["raw"]["n"] == sum(len(s["validation"]) for s in splits)
+    # after recalibration the held-out z-scores have unit mean square
+    assert report["calibrated"]["nll"] <= report["raw"]["nll"] + 1e-9
+
+
+def test_uncertainty_report_against_known_cases():
+    rng = np.random.default_rng(0)
+    sigma = rng.uniform(0.1, 1.0, 20000)
+    residual = rng.normal(0, sigma)
+    report = uncertainty_report(residual, sigma)
+    assert report["coverage_1sigma"] == pytest.approx(0.6827, abs=0.01)
+    assert report["coverage_2sigma"] == pytest.approx(0.9545, abs=0.01)
+    assert report["spearman_std_abs_error"] > 0.3
+    assert fit_sigma_scale(residual, sigma / 2) == pytest.approx(2.0, rel=0.02)
