@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch_geometric.data import Data
 
-from ..data.graphs import atoms_to_graph
+from ..data.graphs import atoms_to_graph, batch_indices, collate_graphs
 from ..data.readers import to_atoms
 from ..data.validation import MEGNET_ELEMENTS, InvalidStructureError
 from .ltc_model import LTCModel, ModelLoadError
@@ -104,9 +105,23 @@ class LTCEnsemble:
             unseen.append([] if seen is None else [s for s in symbols if s not in seen])
         return graphs, ids, unseen
 
+    @torch.no_grad()
     def predict_graphs(self, graphs: Sequence[Data], batch_size: int = 64) -> np.ndarray:
-        """(structures × k) member predictions for prepared graphs."""
-        return np.stack([m.predict_graphs(graphs, batch_size) for m in self.members], axis=1)
+        """(structures × k) member predictions; each batch is collated once and fed to every member."""
+        out = np.empty((len(graphs), len(self.members)), dtype=float)
+        states = [m.training for m in self.members]
+        for m in self.members:
+            m.eval()
+        try:
+            for idx in batch_indices(len(graphs), batch_size):
+                batch = collate_graphs([graphs[i] for i in idx])
+                for k, member in enumerate(self.members):
+                    z = member(batch.to(member.device))
+                    out[idx, k] = member.to_kappa(z).double().cpu().numpy()
+        finally:
+            for m, state in zip(self.members, states):
+                m.train(state)
+        return out
 
     def combine(
         self, members: np.ndarray, ids: list[str] | None = None, unseen: list[list[str]] | None = None

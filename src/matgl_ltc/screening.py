@@ -1,0 +1,351 @@
+"""Screening: stream a structure source through an ensemble into a table or an ase.db, resumably.
+
+Records are processed in chunks; a chunk's rows (good and bad alike, in stream order) are
+written and flushed before the next chunk starts. The output therefore always holds a
+prefix of the stream, and a rerun skips exactly that many records: nothing lost, nothing
+duplicated. Bad structures get a row with ``error`` set and never stop the scan.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_masses
+from matgl.ext.ase import Atoms2Graph
+from tqdm.auto import tqdm
+
+from .data.graphs import atoms_to_graph
+from .data.readers import StructureRecord, iter_structures
+from .data.validation import MEGNET_ELEMENTS, InvalidStructureError, validate_atoms
+from .model.ensemble import LTCEnsemble
+from .model.ltc_model import LTCModel
+
+_AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
+FEATURES = ("volume", "nsites", "density", "atomic_density", "nelements")
+_RESERVED = {"id", "formula", "error", "ltc_mean", "ltc_std", "ltc_std_raw", "ltc_var", "out_of_domain",
+             "unseen_elements", *FEATURES}
+
+
+def structure_features(atoms: Atoms) -> dict[str, float]:
+    """The paper's structural features: cell volume (Å³), sites, density (g/cm³), atoms per Å³, elements."""
+    volume = float(abs(atoms.get_volume()))
+    mass = float(atomic_masses[atoms.numbers].sum())
+    return {
+        "volume": volume,
+        "nsites": len(atoms),
+        "density": mass / volume * _AMU_PER_A3_TO_G_PER_CM3,
+        "atomic_density": len(atoms) / volume,
+        "nelements": len(set(atoms.numbers.tolist())),
+    }
+
+
+def numeric_metadata(info: dict[str, Any]) -> dict[str, float]:
+    """Numeric per-structure metadata the input carries (energy_per_atom, band_gap, ...)."""
+    out = {}
+    for key, value in info.items():
+        if key in _RESERVED or isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value)):
+            out[str(key)] = float(value)
+    return out
+
+
+@dataclass
+class ScanSummary:
+    output: Path
+    n_total: int = 0
+    n_ok: int = 0
+    n_bad: int = 0
+    n_skipped_resume: int = 0
+    seconds: float = 0.0
+    bad: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return (self.n_ok + self.n_bad) / self.seconds if self.seconds > 0 else float("nan")
+
+    def line(self) -> str:
+        resumed = f", {self.n_skipped_resume} already done" if self.n_skipped_resume else ""
+        return (f"scanned {self.n_ok + self.n_bad} structures in {self.seconds:.1f} s ({self.rate:.0f}/s): "
+                f"{self.n_ok} predicted, {self.n_bad} bad{resumed} → {self.output}")
+
+
+# -- writers ---------------------------------------------------------------------------------------
+class _Writer:
+    def done(self) -> int:
+        raise NotImplementedError
+
+    def write(self, rows: list[dict[str, Any]], atoms: list[Atoms | None]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class _CSVWriter(_Writer):
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path, self.columns = path, columns
+
+    def done(self) -> int:
+        if not self.path.exists():
+            return 0
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):  # killed mid-line: drop the partial row
+            data = data[: data.rfind(b"\n") + 1]
+            self.path.write_bytes(data)
+        with open(self.path, newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header:
+                self.columns = header
+            return sum(1 for _ in reader)
+
+    def write(self, rows: list[dict[str, Any]], atoms: list[Atoms | None]) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with open(self.path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+class _ParquetWriter(_Writer):
+    """One part file per chunk (atomic rename), merged into the final file at the end."""
+
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        self.path, self.columns = path, columns
+        self.parts = path.with_name(path.name + ".parts")
+
+    def _part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.parquet")) if self.parts.exists() else []
+
+    def done(self) -> int:
+        import pyarrow.parquet as pq
+
+        if self.path.exists() and not self.parts.exists():
+            return pq.ParquetFile(self.path).metadata.num_rows
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in self._part_files())
+
+    def write(self, rows: list[dict[str, Any]], atoms: list[Atoms | None]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.path.exists() and not self.parts.exists():  # resuming a finished scan with more input
+            self.parts.mkdir()
+            self.path.rename(self.parts / "part-00000.parquet")
+        self.parts.mkdir(exist_ok=True)
+        n = len(self._part_files())
+        table = pa.Table.from_pylist([{c: r.get(c) for c in self.columns} for r in rows])
+        tmp = self.parts / f".part-{n:05d}.tmp"
+        pq.write_table(table, tmp)
+        tmp.rename(self.parts / f"part-{n:05d}.parquet")
+
+    def close(self) -> None:
+        import pyarrow.parquet as pq
+
+        files = self._part_files()
+        if not files:
+            return
+        tables = [pq.read_table(p) for p in files]
+        import pyarrow as pa
+
+        merged = pa.concat_tables(tables, promote_options="default")
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        pq.write_table(merged, tmp)
+        tmp.rename(self.path)
+        for p in files:
+            p.unlink()
+        self.parts.rmdir()
+
+
+class _AseDBWriter(_Writer):
+    def __init__(self, path: Path, columns: list[str]) -> None:
+        from ase.db import connect
+
+        self.db = connect(str(path))
+        self.columns = columns
+
+    def done(self) -> int:
+        return self.db.count()
+
+    def write(self, rows: list[dict[str, Any]], atoms: list[Atoms | None]) -> None:
+        with self.db:
+            for row, at in zip(rows, atoms):
+                pairs = {}
+                for key, value in row.items():
+                    if value is None or (isinstance(value, float) and math.isnan(value)):
+                        continue
+                    name = "structure_id" if key == "id" else key
+                    pairs[name] = value if not isinstance(value, (list, tuple)) else ",".join(map(str, value))
+                pairs.pop("formula", None)
+                self.db.write(at if at is not None else Atoms(), key_value_pairs=pairs)
+
+
+def _writer(path: Path, columns: list[str]) -> _Writer:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _CSVWriter(path, columns)
+    if suffix == ".parquet":
+        return _ParquetWriter(path, columns)
+    if suffix == ".db":
+        return _AseDBWriter(path, columns)
+    raise ValueError(f"output {path} must end in .csv, .parquet or .db")
+
+
+# -- the scan --------------------------------------------------------------------------------------
+def _chunks(records: Iterator[StructureRecord], size: int) -> Iterator[list[StructureRecord]]:
+    chunk: list[StructureRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _all_records(inputs: Sequence[Any] | Any) -> Iterator[StructureRecord]:
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    elif not isinstance(inputs, (list, tuple)):
+        inputs = [inputs]  # an iterable of Atoms/Structures
+    for source in inputs:
+        try:
+            yield from iter_structures(source)
+        except FileNotFoundError as exc:
+            sid = str(source)
+            yield StructureRecord(sid, None, error=InvalidStructureError(sid, "unreadable", str(exc)))
+
+
+def scan(
+    inputs: Sequence[Any] | Any,
+    output: str | os.PathLike,
+    model: LTCEnsemble | LTCModel | str | None = None,
+    batch_size: int = 64,
+    chunk_size: int = 512,
+    resume: bool = True,
+    progress: bool = True,
+    metadata_keys: Iterable[str] | None = None,
+) -> ScanSummary:
+    """Predict κ_L for every structure of ``inputs`` and write one row per structure to ``output``.
+
+    Parameters
+    ----------
+    inputs
+        Paths (extxyz, CIF folders, ase.db files or URLs) or an iterable of Atoms/Structures.
+    output
+        ``.csv``, ``.parquet`` or ``.db`` (ase.db with key-value pairs ``ltc_mean``, ``ltc_std`` ...).
+    model
+        Ensemble, model, name or path (default: the shipped default ensemble).
+    batch_size
+        Graphs per forward pass (32-64 is fastest on CPU).
+    chunk_size
+        Structures per write; the unit of resumption.
+    resume
+        Skip the structures already in ``output`` (default); ``False`` starts afresh.
+    metadata_keys
+        Numeric ``atoms.info`` keys to keep as columns; by default those of the first chunk.
+    """
+    from .model.loading import load_model
+
+    if not isinstance(model, (LTCEnsemble, LTCModel)):
+        model = load_model(model)
+    ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
+    out = Path(output)
+    if not resume:
+        _remove_output(out)
+    base = ["id", "formula", "ltc_mean", "ltc_std", "ltc_std_raw", "ltc_var",
+            *[f"ltc_{i + 1}" for i in range(len(ensemble))], "out_of_domain", "unseen_elements", *FEATURES, "error"]
+    writer = _writer(out, list(base))
+    done = writer.done()
+    existing_columns = list(writer.columns) if done and isinstance(writer, _CSVWriter) else None
+    summary = ScanSummary(out, n_skipped_resume=done)
+    converter = Atoms2Graph(element_types=MEGNET_ELEMENTS, cutoff=ensemble.cutoff)
+    seen = ensemble.train_elements
+    bar = tqdm(desc=f"scan → {out.name}", unit=" structures", disable=not progress, dynamic_ncols=True)
+    if done:
+        bar.write(f"resuming: {done} structures already in {out}")
+    started = time.perf_counter()
+    try:
+        for chunk in _chunks(itertools.islice(_all_records(inputs), done, None), chunk_size):
+            if writer.columns == base and existing_columns is None:
+                keys = list(metadata_keys) if metadata_keys is not None else sorted(
+                    {key for r in chunk if r.atoms is not None for key in numeric_metadata(r.atoms.info)})
+                writer.columns = base + [key for key in keys if key not in base]
+                existing_columns = writer.columns
+            rows, atoms = _predict_chunk(chunk, ensemble, converter, seen, batch_size)
+            writer.write(rows, atoms)
+            for row in rows:
+                if row["error"]:
+                    summary.n_bad += 1
+                    summary.bad.append((row["id"], row["error"]))
+                else:
+                    summary.n_ok += 1
+            bar.update(len(rows))
+        writer.close()
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    summary.n_total = done + summary.n_ok + summary.n_bad
+    return summary
+
+
+def _remove_output(out: Path) -> None:
+    import shutil
+
+    parts = out.with_name(out.name + ".parts")
+    if parts.is_dir():
+        shutil.rmtree(parts)
+    if out.exists():
+        out.unlink()
+
+
+def _predict_chunk(
+    chunk: list[StructureRecord], ensemble: LTCEnsemble, converter: Atoms2Graph, seen: set[str] | None,
+    batch_size: int,
+) -> tuple[list[dict[str, Any]], list[Atoms | None]]:
+    """Rows for one chunk, in order: bad structures with their error, good ones with predictions."""
+    rows: list[dict[str, Any]] = []
+    graphs, good = [], []
+    for record in chunk:
+        atoms = record.atoms
+        row: dict[str, Any] = {"id": record.id, "error": ""}
+        try:
+            if record.error is not None:
+                raise record.error
+            assert atoms is not None
+            validate_atoms(atoms, record.id, ensemble.cutoff, check_edges=False)
+            graphs.append(atoms_to_graph(atoms, ensemble.cutoff, structure_id=record.id, converter=converter))
+            good.append(len(rows))
+            row["formula"] = atoms.get_chemical_formula(mode="reduce")
+            row.update(structure_features(atoms))
+            row.update(numeric_metadata(atoms.info))
+            symbols = set(atoms.get_chemical_symbols())
+            unseen = sorted(symbols - seen) if seen is not None else []
+            row["out_of_domain"] = bool(unseen)
+            row["unseen_elements"] = ",".join(unseen)
+        except InvalidStructureError as err:
+            row["error"] = f"{err.reason}: {err.detail}"
+            if atoms is not None and len(atoms):
+                row["formula"] = atoms.get_chemical_formula(mode="reduce")
+        rows.append(row)
+    if graphs:
+        members = ensemble.predict_graphs(graphs, batch_size)
+        pred = ensemble.combine(members)
+        for j, i in enumerate(good):
+            rows[i].update({"ltc_mean": float(pred.mean[j]), "ltc_std": float(pred.std[j]),
+                            "ltc_std_raw": float(pred.std_raw[j]), "ltc_var": float(pred.var[j])})
+            rows[i].update({f"ltc_{m + 1}": float(v) for m, v in enumerate(members[j])})
+    return rows, [r.atoms for r in chunk]
