@@ -211,6 +211,45 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .screening import scan
+
+    summary = scan(
+        args.inputs,
+        args.output,
+        args.model,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        resume=not args.restart,
+        progress=not args.no_progress,
+    )
+    for sid, reason in summary.bad[:20]:
+        print(f"bad structure {sid}: {reason}", file=sys.stderr)
+    if len(summary.bad) > 20:
+        print(
+            f"... and {len(summary.bad) - 20} more bad structures (rows with 'error' in the output)",
+            file=sys.stderr,
+        )
+    print(summary.line())
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis.screening_report import analyze
+
+    report = analyze(args.scans, args.out, training_sets=args.training_sets, top=args.top)
+    print(f"{report['n_structures']} structures analysed; tables and figures in {args.out}:")
+    for name in (
+        "analysis.md",
+        "correlations_mTC.csv",
+        "correlations_var_pTC.csv",
+        "lowest_ltc_candidates.csv",
+        *report["figures"],
+    ):
+        print(f"  {name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -286,6 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--paper", action="store_true", help="the paper's settings in every stage")
     _add_trainer_options(repro)
     repro.set_defaults(func=cmd_reproduce)
+
+    scan = sub.add_parser("scan", help="screen structure files or databases with an ensemble (resumable)")
+    scan.add_argument(
+        "inputs", nargs="+", help="extxyz files, CIF folders, ase.db files or postgresql:// URLs"
+    )
+    scan.add_argument("-o", "--output", required=True, help="result file: .csv, .parquet or .db (ase.db)")
+    scan.add_argument("--model", help="model name or folder (default: the shipped default ensemble)")
+    scan.add_argument("--batch-size", type=int, default=64)
+    scan.add_argument("--chunk-size", type=int, default=512, help="structures per write (the resume unit)")
+    scan.add_argument("--restart", action="store_true", help="discard an existing output instead of resuming")
+    scan.add_argument("--no-progress", action="store_true")
+    scan.set_defaults(func=cmd_scan)
+
+    analyze = sub.add_parser("analyze", help="correlation tables, figures and candidates from scan outputs")
+    analyze.add_argument("scans", nargs="+", help="scan outputs (.csv, .parquet, .db)")
+    analyze.add_argument("-o", "--out", required=True, help="output folder")
+    analyze.add_argument("--training-sets", nargs="*", default=["togo15", "hh143", "aflow_agl"])
+    analyze.add_argument("--top", type=int, default=50, help="number of lowest-κ candidates listed")
+    analyze.set_defaults(func=cmd_analyze)
     return parser
 
 

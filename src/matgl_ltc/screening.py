@@ -32,8 +32,18 @@ from .model.ltc_model import LTCModel
 
 _AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 FEATURES = ("volume", "nsites", "density", "atomic_density", "nelements")
-_RESERVED = {"id", "formula", "error", "ltc_mean", "ltc_std", "ltc_std_raw", "ltc_var", "out_of_domain",
-             "unseen_elements", *FEATURES}
+_RESERVED = {
+    "id",
+    "formula",
+    "error",
+    "ltc_mean",
+    "ltc_std",
+    "ltc_std_raw",
+    "ltc_var",
+    "out_of_domain",
+    "unseen_elements",
+    *FEATURES,
+}
 
 
 def structure_features(atoms: Atoms) -> dict[str, float]:
@@ -76,8 +86,10 @@ class ScanSummary:
 
     def line(self) -> str:
         resumed = f", {self.n_skipped_resume} already done" if self.n_skipped_resume else ""
-        return (f"scanned {self.n_ok + self.n_bad} structures in {self.seconds:.1f} s ({self.rate:.0f}/s): "
-                f"{self.n_ok} predicted, {self.n_bad} bad{resumed} → {self.output}")
+        return (
+            f"scanned {self.n_ok + self.n_bad} structures in {self.seconds:.1f} s ({self.rate:.0f}/s): "
+            f"{self.n_ok} predicted, {self.n_bad} bad{resumed} → {self.output}"
+        )
 
 
 # -- writers ---------------------------------------------------------------------------------------
@@ -266,8 +278,19 @@ def scan(
     out = Path(output)
     if not resume:
         _remove_output(out)
-    base = ["id", "formula", "ltc_mean", "ltc_std", "ltc_std_raw", "ltc_var",
-            *[f"ltc_{i + 1}" for i in range(len(ensemble))], "out_of_domain", "unseen_elements", *FEATURES, "error"]
+    base = [
+        "id",
+        "formula",
+        "ltc_mean",
+        "ltc_std",
+        "ltc_std_raw",
+        "ltc_var",
+        *[f"ltc_{i + 1}" for i in range(len(ensemble))],
+        "out_of_domain",
+        "unseen_elements",
+        *FEATURES,
+        "error",
+    ]
     writer = _writer(out, list(base))
     done = writer.done()
     existing_columns = list(writer.columns) if done and isinstance(writer, _CSVWriter) else None
@@ -281,8 +304,13 @@ def scan(
     try:
         for chunk in _chunks(itertools.islice(_all_records(inputs), done, None), chunk_size):
             if writer.columns == base and existing_columns is None:
-                keys = list(metadata_keys) if metadata_keys is not None else sorted(
-                    {key for r in chunk if r.atoms is not None for key in numeric_metadata(r.atoms.info)})
+                keys = (
+                    list(metadata_keys)
+                    if metadata_keys is not None
+                    else sorted(
+                        {key for r in chunk if r.atoms is not None for key in numeric_metadata(r.atoms.info)}
+                    )
+                )
                 writer.columns = base + [key for key in keys if key not in base]
                 existing_columns = writer.columns
             rows, atoms = _predict_chunk(chunk, ensemble, converter, seen, batch_size)
@@ -313,7 +341,10 @@ def _remove_output(out: Path) -> None:
 
 
 def _predict_chunk(
-    chunk: list[StructureRecord], ensemble: LTCEnsemble, converter: Atoms2Graph, seen: set[str] | None,
+    chunk: list[StructureRecord],
+    ensemble: LTCEnsemble,
+    converter: Atoms2Graph,
+    seen: set[str] | None,
     batch_size: int,
 ) -> tuple[list[dict[str, Any]], list[Atoms | None]]:
     """Rows for one chunk, in order: bad structures with their error, good ones with predictions."""
@@ -345,7 +376,13 @@ def _predict_chunk(
         members = ensemble.predict_graphs(graphs, batch_size)
         pred = ensemble.combine(members)
         for j, i in enumerate(good):
-            rows[i].update({"ltc_mean": float(pred.mean[j]), "ltc_std": float(pred.std[j]),
-                            "ltc_std_raw": float(pred.std_raw[j]), "ltc_var": float(pred.var[j])})
+            rows[i].update(
+                {
+                    "ltc_mean": float(pred.mean[j]),
+                    "ltc_std": float(pred.std[j]),
+                    "ltc_std_raw": float(pred.std_raw[j]),
+                    "ltc_var": float(pred.var[j]),
+                }
+            )
             rows[i].update({f"ltc_{m + 1}": float(v) for m, v in enumerate(members[j])})
     return rows, [r.atoms for r in chunk]
