@@ -29,7 +29,7 @@ def read_scan(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
 
         table: dict[str, list] = {}
         with connect(str(path)) as db:
-            rows = [dict(r.key_value_pairs) for r in db.select()]
+            rows = [{**r.key_value_pairs, "formula": r.formula} for r in db.select()]
         keys = sorted({k for r in rows for k in r})
         table = {k: [r.get(k) for r in rows] for k in keys}
         if "structure_id" in table:
@@ -166,7 +166,8 @@ def analyze(
 
     # the lowest-κ candidates
     order = np.argsort(data["ltc_mean"])[:top]
-    ids, formulas = data.get("id", [""] * len(order)), data.get("formula", [""] * len(order))
+    n = len(data["ltc_mean"])
+    ids, formulas = data.get("id", [""] * n), data.get("formula", [""] * n)
     ood = data.get("out_of_domain", np.zeros(len(data["ltc_mean"])))
     candidates = [
         {
