@@ -156,9 +156,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
+    files = list(args.files)
+    if args.examples or not files:
+        from importlib import resources
+
+        folder = Path(str(resources.files("matgl_ltc") / "examples"))
+        files += sorted(str(p) for p in folder.glob("*.cif"))
+    name = ensemble.metadata.get("name") or args.model or "default"
+    print(f"κ_L at 300 K with {name} ({len(ensemble)} model(s)); ± σ is the calibrated ensemble spread")
     status = 0
     print(f"{'id':<28} {'formula':<14} {'κ_L (W/m/K)':>12} {'± σ':>9}  note")
-    for path in args.files:
+    for path in files:
         for record in iter_structures(path):
             try:
                 if record.error is not None:
@@ -306,7 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     predict = sub.add_parser("predict", help="predict κ_L for structure files")
-    predict.add_argument("files", nargs="+", help="CIF, POSCAR, extxyz, ... (anything ase.io.read takes)")
+    predict.add_argument("files", nargs="*", help="CIF, POSCAR, extxyz, ... (anything ase.io.read takes)")
+    predict.add_argument(
+        "--examples", action="store_true", help="also the bundled example crystals (the default)"
+    )
     predict.add_argument("--model", help="model name or folder (default: the shipped default ensemble)")
     predict.set_defaults(func=cmd_predict)
 

@@ -62,7 +62,7 @@ def _iter_file(path: Path, stem_ids: bool = False) -> Iterator[StructureRecord]:
     try:
         frames = ase.io.iread(str(path), index=":")
         for i, atoms in enumerate(frames):
-            fallback = path.stem if stem_ids else f"{path.name}:{i}"
+            fallback = path.stem if stem_ids or i == 0 else f"{path.stem}:{i}"
             yield _record_from_atoms(atoms, fallback)
     except Exception as exc:  # ase raises many types for malformed files
         if isinstance(exc, (KeyboardInterrupt, MemoryError)):
