@@ -156,11 +156,9 @@ def test_correlation_table_matches_scipy():
     keep = x <= 1.5
     assert rows["with_nan"]["n"] == keep.sum()
     assert rows["with_nan"]["pearson_r"] == pytest.approx(stats.pearsonr(2 * x[keep], target[keep]).statistic)
-    assert (
-        (rows["x"]["above_threshold"]
-        and not rows["noise"]["above_threshold"])
-        or abs(rows["noise"]["pearson_r"]) > 0.1
-    )
+    assert (rows["x"]["above_threshold"] and not rows["noise"]["above_threshold"]) or abs(
+        rows["noise"]["pearson_r"]
+    ) > 0.1
 
 
 def test_analyze_writes_tables_and_figures(tmp_path, tiny_ensemble, mixed_input):

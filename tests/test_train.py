@@ -100,19 +100,3 @@ def test_cli_train_with_split_file(tmp_path, togo15, capsys):
 def test_cli_reports_bad_dataset(capsys):
     assert main(["train", "--dataset", "no-such-set", "--epochs", "1", "--no-progress"]) == 2
     assert "no-such-set" in capsys.readouterr().err
-
-
-def test_example_script_runs(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "examples" / "train_togo15.py"
-    out = subprocess.run(
-        [sys.executable, str(script), "--epochs", "2", "--out", str(tmp_path / "ex")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    assert "Si:" in out.stdout and "NaCl:" in out.stdout
