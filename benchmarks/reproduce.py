@@ -22,7 +22,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipes", nargs="+", default=["scratch", "pretrained", "two-stage", "aflow-only"])
     parser.add_argument("--datasets", nargs="+", default=["togo15", "hh143", "mix"])
     parser.add_argument("--n-splits", type=int, default=9)
@@ -35,7 +37,9 @@ def main() -> None:
     wall = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     md = (out / "reproduce.md").read_text()
-    md += f"\nThis call: {wall:.0f} s wall time, peak RSS {peak:.0f} MB (stages already trained are skipped).\n"
+    md += (
+        f"\nThis call: {wall:.0f} s wall time, peak RSS {peak:.0f} MB (stages already trained are skipped).\n"
+    )
     (HERE / "reproduce.md").write_text(md)
     data = json.loads((out / "reproduce.json").read_text())
     data.update({"wall_time_s": wall, "peak_rss_mb": peak, "settings": vars(args)})

@@ -52,7 +52,11 @@ def child_baseline(path: str, n: int, model: str | None, k: int) -> dict:
             g.pos = g.frac_coords @ lat[0]
             with torch.no_grad():
                 member.eval()
-                float(member.to_kappa(member.head(member.backbone(g, state_attr=member._state_attr(1)).reshape(1, -1))))
+                float(
+                    member.to_kappa(
+                        member.head(member.backbone(g, state_attr=member._state_attr(1)).reshape(1, -1))
+                    )
+                )
     seconds = time.perf_counter() - start
     return {"structures": len(structures), "seconds": seconds}
 
@@ -75,11 +79,15 @@ def run_child(kind: str, *args: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--shared", default=os.environ.get("MATGL_LTC_SHARED", "../shared"))
     parser.add_argument("--model", default=None, help="ensemble to use (default: 9 Eform members)")
     parser.add_argument("--members", type=int, default=9)
-    parser.add_argument("--baseline-n", type=int, default=150, help="structures timed for the (slow) baseline")
+    parser.add_argument(
+        "--baseline-n", type=int, default=150, help="structures timed for the (slow) baseline"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -87,8 +95,11 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         model = None if rest[1] == "-" else rest[1]
-        result = (child_baseline(rest[0], int(rest[3]), model, int(rest[2])) if kind == "baseline"
-                  else child_scan(rest[0], model, int(rest[2]), int(rest[3])))
+        result = (
+            child_baseline(rest[0], int(rest[3]), model, int(rest[2]))
+            if kind == "baseline"
+            else child_scan(rest[0], model, int(rest[2]), int(rest[3]))
+        )
         result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -114,20 +125,32 @@ def main() -> None:
         "scan, 10420 structures": run_child("scan", str(big), model, k, str(args.batch_size)),
     }
     base_rate = rows["baseline loop (ParAIsite)"]["structures"] / rows["baseline loop (ParAIsite)"]["seconds"]
-    print(f"{'measurement':<28} {'structures':>10} {'seconds':>8} {'struct/s':>9} {'× baseline':>10} {'max RSS MB':>11}")
+    print(
+        f"{'measurement':<28} {'structures':>10} {'seconds':>8} {'struct/s':>9} {'× baseline':>10} {'max RSS MB':>11}"
+    )
     for name, r in rows.items():
         r["rate"] = r["structures"] / r["seconds"]
         r["speedup"] = r["rate"] / base_rate
-        print(f"{name:<28} {r['structures']:>10} {r['seconds']:>8.1f} {r['rate']:>9.1f} {r['speedup']:>10.2f} "
-              f"{r['max_rss_mb']:>11.0f}")
+        print(
+            f"{name:<28} {r['structures']:>10} {r['seconds']:>8.1f} {r['rate']:>9.1f} {r['speedup']:>10.2f} "
+            f"{r['max_rss_mb']:>11.0f}"
+        )
     import platform
 
     import torch
 
-    result = {"members": args.members, "model": args.model, "batch_size": args.batch_size,
-              "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                          "python": platform.python_version(), "torch": torch.__version__},
-              "results": rows}
+    result = {
+        "members": args.members,
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "results": rows,
+    }
     (HERE / "out").mkdir(exist_ok=True)
     (HERE / "out" / "scan.json").write_text(json.dumps(result, indent=1))
     print(f"written {HERE / 'out' / 'scan.json'}")

@@ -60,3 +60,12 @@ def test_bad_split_files(tmp_path, togo15):
         load_splits(path)
     with pytest.raises(KeyError, match="not-an-id"):
         togo15.indices(["not-an-id"])
+
+
+def test_descriptor_baseline_runs_on_the_same_splits(togo15):
+    from matgl_ltc.analysis.baseline import baseline_cross_validation, descriptors
+
+    assert np.all(np.isfinite(descriptors(togo15.atoms[0])))
+    splits = random_splits(togo15.ids, n_splits=2)
+    results = baseline_cross_validation(togo15, splits)
+    assert len(results) == 2 and all(r["spearman"] > 0.5 for r in results)
