@@ -7,7 +7,7 @@ split by split. Needs scikit-learn (``pip install matgl-ltc[baseline]``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from ase import Atoms
@@ -19,7 +19,7 @@ from .metrics import regression_metrics
 _ELEMENT_PROPS = ("Z", "atomic_mass", "X", "atomic_radius", "row", "group")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _element_vector(symbol: str) -> np.ndarray:
     from pymatgen.core import Element
 
