@@ -176,7 +176,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{record.id:<28} error: {err}", file=sys.stderr)
                 status = 1
                 continue
-            formula = record.atoms.get_chemical_formula(mode="reduce")
+            formula = record.atoms.get_chemical_formula(mode="hill", empirical=True)
             note = (
                 f"elements unseen in training: {','.join(pred.unseen_elements[0])}"
                 if pred.out_of_domain[0]

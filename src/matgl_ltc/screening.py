@@ -360,7 +360,7 @@ def _predict_chunk(
             validate_atoms(atoms, record.id, ensemble.cutoff, check_edges=False)
             graphs.append(atoms_to_graph(atoms, ensemble.cutoff, structure_id=record.id, converter=converter))
             good.append(len(rows))
-            row["formula"] = atoms.get_chemical_formula(mode="reduce")
+            row["formula"] = atoms.get_chemical_formula(mode="hill", empirical=True)
             row.update(structure_features(atoms))
             row.update(numeric_metadata(atoms.info))
             symbols = set(atoms.get_chemical_symbols())
@@ -370,7 +370,7 @@ def _predict_chunk(
         except InvalidStructureError as err:
             row["error"] = f"{err.reason}: {err.detail}"
             if atoms is not None and len(atoms):
-                row["formula"] = atoms.get_chemical_formula(mode="reduce")
+                row["formula"] = atoms.get_chemical_formula(mode="hill", empirical=True)
         rows.append(row)
     if graphs:
         members = ensemble.predict_graphs(graphs, batch_size)

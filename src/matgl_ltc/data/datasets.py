@@ -70,7 +70,7 @@ class LTCDataset:
 
     @property
     def formulas(self) -> list[str]:
-        return [a.get_chemical_formula(mode="reduce") for a in self.atoms]
+        return [a.get_chemical_formula(mode="hill", empirical=True) for a in self.atoms]
 
     def indices(self, ids: Sequence[str]) -> np.ndarray:
         """Positions of ``ids``; an unknown id is an error naming it."""

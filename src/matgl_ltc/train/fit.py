@@ -224,7 +224,7 @@ def save_fit(
             writer.writerow(
                 [
                     dataset.ids[i],
-                    dataset.atoms[i].get_chemical_formula(mode="reduce"),
+                    dataset.atoms[i].get_chemical_formula(mode="hill", empirical=True),
                     f"{dataset.labels[i]:.6g}",
                     f"{p:.6g}",
                 ]
