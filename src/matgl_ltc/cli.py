@@ -152,6 +152,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .data import InvalidStructureError, iter_structures
+    from .data.readers import reduced_formula
     from .model import LTCEnsemble, load_model
 
     model = load_model(args.model)
@@ -176,7 +177,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{record.id:<28} error: {err}", file=sys.stderr)
                 status = 1
                 continue
-            formula = record.atoms.get_chemical_formula(mode="hill", empirical=True)
+            formula = reduced_formula(record.atoms)
             note = (
                 f"elements unseen in training: {','.join(pred.unseen_elements[0])}"
                 if pred.out_of_domain[0]

@@ -25,7 +25,7 @@ from matgl.ext.ase import Atoms2Graph
 from tqdm.auto import tqdm
 
 from .data.graphs import atoms_to_graph
-from .data.readers import StructureRecord, iter_structures
+from .data.readers import StructureRecord, iter_structures, reduced_formula
 from .data.validation import MEGNET_ELEMENTS, InvalidStructureError, validate_atoms
 from .model.ensemble import LTCEnsemble
 from .model.ltc_model import LTCModel
@@ -360,7 +360,7 @@ def _predict_chunk(
             validate_atoms(atoms, record.id, ensemble.cutoff, check_edges=False)
             graphs.append(atoms_to_graph(atoms, ensemble.cutoff, structure_id=record.id, converter=converter))
             good.append(len(rows))
-            row["formula"] = atoms.get_chemical_formula(mode="hill", empirical=True)
+            row["formula"] = reduced_formula(atoms)
             row.update(structure_features(atoms))
             row.update(numeric_metadata(atoms.info))
             symbols = set(atoms.get_chemical_symbols())
@@ -370,7 +370,7 @@ def _predict_chunk(
         except InvalidStructureError as err:
             row["error"] = f"{err.reason}: {err.detail}"
             if atoms is not None and len(atoms):
-                row["formula"] = atoms.get_chemical_formula(mode="hill", empirical=True)
+                row["formula"] = reduced_formula(atoms)
         rows.append(row)
     if graphs:
         members = ensemble.predict_graphs(graphs, batch_size)

@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 
 from .graphs import GraphCache
-from .readers import iter_structures
+from .readers import iter_structures, reduced_formula
 from .validation import DatasetValidationError, InvalidStructureError, check_label, validate_atoms
 
 #: Names of the datasets shipped with the package; ``mix`` is ``togo15`` + ``hh143`` as in the paper.
@@ -70,7 +70,7 @@ class LTCDataset:
 
     @property
     def formulas(self) -> list[str]:
-        return [a.get_chemical_formula(mode="hill", empirical=True) for a in self.atoms]
+        return [reduced_formula(a) for a in self.atoms]
 
     def indices(self, ids: Sequence[str]) -> np.ndarray:
         """Positions of ``ids``; an unknown id is an error naming it."""

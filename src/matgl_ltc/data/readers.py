@@ -157,3 +157,10 @@ def iter_structures(source: Any, label_key: str = "ltc") -> Iterator[StructureRe
             yield _record_from_atoms(atoms, str(i))
         return
     raise TypeError(f"cannot read structures from {type(source).__name__}")
+
+
+def reduced_formula(atoms: Atoms) -> str:
+    """pymatgen's reduced formula (NaCl, AlN, Bi2Te3), the name materials scientists expect."""
+    from pymatgen.core import Composition
+
+    return Composition(atoms.get_chemical_formula()).reduced_formula

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from ..analysis.metrics import regression_metrics
 from ..data.datasets import LTCDataset, load_dataset
+from ..data.readers import reduced_formula
 from ..data.splits import Split, random_splits
 from ..data.transform import LogStandardScaler
 from ..model.ltc_model import LTCModel
@@ -224,7 +225,7 @@ def save_fit(
             writer.writerow(
                 [
                     dataset.ids[i],
-                    dataset.atoms[i].get_chemical_formula(mode="hill", empirical=True),
+                    reduced_formula(dataset.atoms[i]),
                     f"{dataset.labels[i]:.6g}",
                     f"{p:.6g}",
                 ]
