@@ -114,3 +114,20 @@ def test_uncertainty_report_against_known_cases():
     assert report["coverage_2sigma"] == pytest.approx(0.9545, abs=0.01)
     assert report["spearman_std_abs_error"] > 0.3
     assert fit_sigma_scale(residual, sigma / 2) == pytest.approx(2.0, rel=0.02)
+
+
+def test_shipped_ensembles_load_by_name_and_default():
+    from matgl_ltc import list_models
+
+    shipped = list_models()
+    assert {"LTC-MEGNet-Togo15-2stage", "LTC-MEGNet-MIX-2stage"} <= set(shipped)
+    default = load_model()
+    assert isinstance(default, LTCEnsemble) and len(default) == 9
+    assert default.metadata["name"] == "LTC-MEGNet-Togo15-2stage" and default.sigma_scale > 0
+    mix = load_model("LTC-MEGNet-MIX-2stage")
+    assert "Sc" in mix.train_elements  # half-Heusler elements are in-domain for MIX
+    atoms = bulk("PbTe", "rocksalt", a=6.462)
+    atoms.calc = LTCCalculator()
+    kappa = atoms.calc.get_property("ltc", atoms)
+    assert 0.3 < kappa < 30  # PbTe is a low-κ material (about 2 W/m/K)
+    assert bulk("Si", "diamond", a=5.431) and LTCCalculator().get_ltc(bulk("Si", "diamond", a=5.431)) > 5 * kappa
