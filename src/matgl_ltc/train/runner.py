@@ -181,6 +181,9 @@ class RecipeRunner:
         summary.update({"recipe": recipe.name, "dataset": target.name})
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         (out / "summary.md").write_text(summary_markdown(recipe.name, target.name, summary))
+        from ..analysis.plots import run_figures
+
+        run_figures(out, recipe.stages[-1].name)
         return RunResult(out, recipe, target.name, per_split, summary)
 
 

@@ -1,0 +1,73 @@
+"""Figures of a recipe run: validation MAPE against epoch (the paper's Fig. 6) and a parity plot."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_figures(run_dir: str | os.PathLike, stage: str = "target") -> list[Path]:
+    """Write ``learning_curve.{png,svg}`` and ``parity.{png,svg}`` into a run folder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run_dir)
+    splits = sorted(run.glob(f"split_*/{stage}"), key=lambda p: int(p.parent.name.split("_")[1]))
+    written: list[Path] = []
+    if not splits:
+        return written
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    curves = []
+    for folder in splits:
+        rows = _read_csv(folder / "curve.csv")
+        mape = np.array([float(r["val_mape"]) for r in rows])
+        curves.append(mape)
+        ax.plot(mape, color="0.75", lw=0.8)
+    length = min(len(c) for c in curves)
+    ax.plot(
+        np.mean([c[:length] for c in curves], axis=0),
+        color="tab:red",
+        lw=2,
+        label=f"mean of {len(curves)} splits",
+    )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MAPE")
+    ax.set_ylim(0, min(2.0, float(np.nanmax([c.max() for c in curves])) * 1.05))
+    ax.set_title(run.name)
+    ax.legend()
+    for ext in ("png", "svg"):
+        fig.savefig(run / f"learning_curve.{ext}", dpi=150, bbox_inches="tight")
+        written.append(run / f"learning_curve.{ext}")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    true, pred = [], []
+    for folder in splits:
+        rows = _read_csv(folder / "validation_predictions.csv")
+        true += [float(r["ltc_true"]) for r in rows]
+        pred += [float(r["ltc_pred"]) for r in rows]
+    true_a, pred_a = np.array(true), np.clip(np.array(pred), 1e-3, None)
+    ax.loglog(true_a, pred_a, "o", ms=3, alpha=0.6)
+    lo, hi = min(true_a.min(), pred_a.min()) * 0.7, max(true_a.max(), pred_a.max()) * 1.4
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("κ_L reference (W/m/K)")
+    ax.set_ylabel("κ_L predicted, held-out (W/m/K)")
+    ax.set_title(f"{run.name}: validation sets of all splits")
+    for ext in ("png", "svg"):
+        fig.savefig(run / f"parity.{ext}", dpi=150, bbox_inches="tight")
+        written.append(run / f"parity.{ext}")
+    plt.close(fig)
+    return written
