@@ -58,6 +58,21 @@ def atoms_to_graph(
     return graph
 
 
+def structure_graph(structure: object, index: int, cutoff: float) -> tuple[Atoms, str, Data]:
+    """Atoms, id and graph of one input structure (Atoms or Structure) for prediction.
+
+    The id is ``info["id"]`` or ``#<index> <formula>``; a structure MEGNet cannot handle raises
+    :class:`InvalidStructureError` naming it.
+    """
+    from .readers import to_atoms
+
+    atoms = to_atoms(structure)
+    sid = str(atoms.info.get("id", f"#{index} {atoms.get_chemical_formula()}"))
+    if not all(atoms.pbc):
+        raise InvalidStructureError(sid, "not-periodic", "structure is not periodic in all directions")
+    return atoms, sid, atoms_to_graph(atoms, cutoff, MEGNET_ELEMENTS, structure_id=sid)
+
+
 @dataclass
 class GraphCache:
     """Graphs of a list of structures at one cutoff, in the structures' order."""

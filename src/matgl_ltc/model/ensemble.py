@@ -13,9 +13,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from ..data.graphs import atoms_to_graph, batch_indices, collate_graphs
-from ..data.readers import to_atoms
-from ..data.validation import MEGNET_ELEMENTS, InvalidStructureError
+from ..data.graphs import batch_indices, collate_graphs, structure_graph
 from .ltc_model import LTCModel, ModelLoadError
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -93,13 +91,8 @@ class LTCEnsemble:
         graphs, ids, unseen = [], [], []
         seen = self.train_elements
         for i, structure in enumerate(structures):
-            atoms = to_atoms(structure)
-            sid = str(atoms.info.get("id", f"#{i} {atoms.get_chemical_formula()}"))
-            if not all(atoms.pbc):
-                raise InvalidStructureError(
-                    sid, "not-periodic", "structure is not periodic in all directions"
-                )
-            graphs.append(atoms_to_graph(atoms, self.cutoff, MEGNET_ELEMENTS, structure_id=sid))
+            atoms, sid, graph = structure_graph(structure, i, self.cutoff)
+            graphs.append(graph)
             ids.append(sid)
             symbols = sorted(set(atoms.get_chemical_symbols()))
             unseen.append([] if seen is None else [s for s in symbols if s not in seen])

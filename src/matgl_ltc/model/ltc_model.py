@@ -16,10 +16,8 @@ from matgl.models import MEGNet
 from torch import nn
 from torch_geometric.data import Batch, Data
 
-from ..data.graphs import atoms_to_graph, batch_indices, collate_graphs
-from ..data.readers import to_atoms
+from ..data.graphs import batch_indices, collate_graphs, structure_graph
 from ..data.transform import LogStandardScaler
-from ..data.validation import MEGNET_ELEMENTS, InvalidStructureError
 
 MODEL_VERSION = 1
 _ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "silu": nn.SiLU, "gelu": nn.GELU}
@@ -171,16 +169,7 @@ class LTCModel(nn.Module):
 
     def graphs_for(self, structures: Iterable[Any]) -> list[Data]:
         """Graphs at this model's cutoff; a structure MEGNet cannot handle raises an error naming it."""
-        graphs = []
-        for i, structure in enumerate(structures):
-            atoms = to_atoms(structure)
-            sid = str(atoms.info.get("id", f"#{i} {atoms.get_chemical_formula()}"))
-            if not all(atoms.pbc):
-                raise InvalidStructureError(
-                    sid, "not-periodic", "structure is not periodic in all directions"
-                )
-            graphs.append(atoms_to_graph(atoms, self.cutoff, MEGNET_ELEMENTS, structure_id=sid))
-        return graphs
+        return [structure_graph(structure, i, self.cutoff)[2] for i, structure in enumerate(structures)]
 
     def predict(self, structures: Iterable[Any], batch_size: int = 64) -> np.ndarray:
         """κ_L (W m⁻¹ K⁻¹) for ASE ``Atoms`` or pymatgen ``Structure`` objects, batched."""
