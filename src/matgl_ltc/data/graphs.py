@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from ase import Atoms
 from matgl.ext.ase import Atoms2Graph
 from torch_geometric.data import Batch, Data
@@ -109,6 +108,3 @@ def batch_indices(n: int, batch_size: int) -> list[np.ndarray]:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
 
-
-def graphs_to_device(batch: Batch, device: torch.device | str) -> Batch:
-    return batch.to(device)
