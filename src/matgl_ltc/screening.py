@@ -32,18 +32,9 @@ from .model.ltc_model import LTCModel
 
 _AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 FEATURES = ("volume", "nsites", "density", "atomic_density", "nelements")
-_RESERVED = {
-    "id",
-    "formula",
-    "error",
-    "ltc_mean",
-    "ltc_std",
-    "ltc_std_raw",
-    "ltc_var",
-    "out_of_domain",
-    "unseen_elements",
-    *FEATURES,
-}
+PREDICTION_COLUMNS = ("ltc_mean", "ltc_std", "ltc_std_raw", "ltc_var")
+FLAG_COLUMNS = ("out_of_domain", "unseen_elements")
+_RESERVED = {"id", "formula", "error", *PREDICTION_COLUMNS, *FLAG_COLUMNS, *FEATURES}
 
 
 def structure_features(atoms: Atoms) -> dict[str, float]:
@@ -278,19 +269,8 @@ def scan(
     out = Path(output)
     if not resume:
         _remove_output(out)
-    base = [
-        "id",
-        "formula",
-        "ltc_mean",
-        "ltc_std",
-        "ltc_std_raw",
-        "ltc_var",
-        *[f"ltc_{i + 1}" for i in range(len(ensemble))],
-        "out_of_domain",
-        "unseen_elements",
-        *FEATURES,
-        "error",
-    ]
+    members = [f"ltc_{i + 1}" for i in range(len(ensemble))]
+    base = ["id", "formula", *PREDICTION_COLUMNS, *members, *FLAG_COLUMNS, *FEATURES, "error"]
     writer = _writer(out, list(base))
     done = writer.done()
     existing_columns = list(writer.columns) if done and isinstance(writer, _CSVWriter) else None

@@ -107,4 +107,3 @@ def batch_indices(n: int, batch_size: int) -> list[np.ndarray]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-
