@@ -130,4 +130,6 @@ def test_shipped_ensembles_load_by_name_and_default():
     atoms.calc = LTCCalculator()
     kappa = atoms.calc.get_property("ltc", atoms)
     assert 0.3 < kappa < 30  # PbTe is a low-κ material (about 2 W/m/K)
-    assert bulk("Si", "diamond", a=5.431) and LTCCalculator().get_ltc(bulk("Si", "diamond", a=5.431)) > 5 * kappa
+    assert (
+        bulk("Si", "diamond", a=5.431) and LTCCalculator().get_ltc(bulk("Si", "diamond", a=5.431)) > 5 * kappa
+    )

@@ -14,6 +14,7 @@ import torch
 from torch_geometric.data import Data
 
 from ..data.graphs import batch_indices, collate_graphs, structure_graph
+from .fast_megnet import bond_features, same_bond_expansion
 from .ltc_model import LTCModel, ModelLoadError
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -67,6 +68,8 @@ class LTCEnsemble:
         if len(cutoffs) != 1:
             raise ValueError(f"ensemble members must share one graph cutoff, got {sorted(cutoffs)}")
         self.members = list(members)
+        # members built from one backbone family expand bond lengths identically: do it once
+        self.shared_bond_expansion = same_bond_expansion([m.backbone for m in self.members])
         self.sigma_scale = float(sigma_scale)
         self.metadata = dict(metadata or {})
 
@@ -100,16 +103,23 @@ class LTCEnsemble:
 
     @torch.no_grad()
     def predict_graphs(self, graphs: Sequence[Data], batch_size: int = 64) -> np.ndarray:
-        """(structures × k) member predictions; each batch is collated once and fed to every member."""
+        """(structures × k) member predictions.
+
+        Each batch is collated once, moved once and its bonds expanded once, then fed to
+        every member.
+        """
         out = np.empty((len(graphs), len(self.members)), dtype=float)
         states = [m.training for m in self.members]
         for m in self.members:
             m.eval()
         try:
             for idx in batch_indices(len(graphs), batch_size):
-                batch = collate_graphs([graphs[i] for i in idx])
+                batch = collate_graphs([graphs[i] for i in idx]).to(self.members[0].device)
+                shared = (
+                    bond_features(self.members[0].backbone, batch) if self.shared_bond_expansion else None
+                )
                 for k, member in enumerate(self.members):
-                    z = member(batch.to(member.device))
+                    z = member(batch.to(member.device), None if shared is None else shared.to(member.device))
                     out[idx, k] = member.to_kappa(z).double().cpu().numpy()
         finally:
             for m, state in zip(self.members, states):

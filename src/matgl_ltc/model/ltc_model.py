@@ -18,6 +18,7 @@ from torch_geometric.data import Batch, Data
 
 from ..data.graphs import batch_indices, collate_graphs, structure_graph
 from ..data.transform import LogStandardScaler
+from .fast_megnet import accelerate, megnet_forward
 
 MODEL_VERSION = 1
 _ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "silu": nn.SiLU, "gelu": nn.GELU}
@@ -75,7 +76,7 @@ class LTCModel(nn.Module):
                 f"head_activation must be one of {sorted(_ACTIVATIONS)}, not {head_activation!r}"
             )
         self.backbone_config = dict(backbone_config)
-        self.backbone = MEGNet(**self.backbone_config)
+        self.backbone = accelerate(MEGNet(**self.backbone_config))
         self.embedding_dim = _truncate_output_proj(self.backbone)
         self.head_hidden = [int(h) for h in head_hidden]
         self.head_activation = head_activation
@@ -138,15 +139,23 @@ class LTCModel(nn.Module):
         dim = int(self.backbone_config.get("dim_state_embedding", 2))
         return torch.zeros(num_graphs, dim, device=self.device)
 
-    def embed(self, g: Batch | Data) -> torch.Tensor:
-        """The backbone's last hidden layer, shape ``(num_graphs, embedding_dim)``."""
+    def embed(self, g: Batch | Data, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
+        """The backbone's last hidden layer, shape ``(num_graphs, embedding_dim)``.
+
+        ``edge_attr``, the bond expansion from :func:`~matgl_ltc.model.fast_megnet.bond_features`,
+        lets an ensemble compute it once per batch for all members.
+        """
         num_graphs = int(getattr(g, "num_graphs", 1) or 1)
-        out = self.backbone(g, state_attr=self._state_attr(num_graphs))
+        state = self._state_attr(num_graphs)
+        if edge_attr is None:
+            out = self.backbone(g, state_attr=state)
+        else:
+            out = megnet_forward(self.backbone, g, state, edge_attr)
         return out.reshape(num_graphs, self.embedding_dim)
 
-    def forward(self, g: Batch | Data) -> torch.Tensor:
+    def forward(self, g: Batch | Data, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
         """Standardized log10(κ+1), shape ``(num_graphs,)``."""
-        return self.head(self.embed(g)).reshape(-1)
+        return self.head(self.embed(g, edge_attr)).reshape(-1)
 
     def to_kappa(self, z: torch.Tensor) -> torch.Tensor:
         """Invert the target transform, differentiably: standardized log → W m⁻¹ K⁻¹."""
