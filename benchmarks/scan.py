@@ -33,6 +33,18 @@ def _ensemble(model: str | None, k: int):
     return LTCEnsemble([LTCModel.from_backbone("megnet-eform", seed=s) for s in range(k)])
 
 
+def _stock_megnet(member):
+    """The member's backbone as matgl's own MEGNet (ParAIsite ran matgl's layers, not ours)."""
+    from matgl.models import MEGNet
+
+    from matgl_ltc.model.ltc_model import _truncate_output_proj
+
+    megnet = MEGNet(**member.backbone_config)
+    _truncate_output_proj(megnet)
+    megnet.load_state_dict(member.backbone.state_dict())
+    return megnet.eval()
+
+
 def child_baseline(path: str, n: int, model: str | None, k: int) -> dict:
     """ParAIsite's scan loop: every member converts and predicts every structure on its own."""
     import ase.io
@@ -41,11 +53,12 @@ def child_baseline(path: str, n: int, model: str | None, k: int) -> dict:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     ensemble = _ensemble(model, k)
+    stock = [_stock_megnet(member) for member in ensemble.members]
     frames = ase.io.read(path, f":{n}")
     structures = [AseAtomsAdaptor.get_structure(a) for a in frames]
     start = time.perf_counter()
     for structure in structures:
-        for member in ensemble.members:
+        for member, megnet in zip(ensemble.members, stock):
             converter = Structure2Graph(element_types=member.backbone.element_types, cutoff=member.cutoff)
             g, lat, _ = converter.get_graph(structure)
             g.pbc_offshift = torch.matmul(g.pbc_offset, lat[0])
@@ -53,23 +66,32 @@ def child_baseline(path: str, n: int, model: str | None, k: int) -> dict:
             with torch.no_grad():
                 member.eval()
                 float(
-                    member.to_kappa(
-                        member.head(member.backbone(g, state_attr=member._state_attr(1)).reshape(1, -1))
-                    )
+                    member.to_kappa(member.head(megnet(g, state_attr=member._state_attr(1)).reshape(1, -1)))
                 )
     seconds = time.perf_counter() - start
     return {"structures": len(structures), "seconds": seconds}
 
 
-def child_scan(path: str, model: str | None, k: int, batch_size: int) -> dict:
+def child_scan(
+    path: str, model: str | None, k: int, batch_size: int, processes: int, out: Path
+) -> dict | None:
     from matgl_ltc.screening import scan
 
     ensemble = _ensemble(model, k)
-    out = Path(tempfile.mkdtemp()) / "scan.csv"
+    distributed = {"accelerator": "cpu", "devices": processes} if processes > 1 else {}
     start = time.perf_counter()
-    summary = scan(path, out, ensemble, batch_size=batch_size, progress=False)
+    summary = scan(
+        path, out / "scan.csv", ensemble, batch_size=batch_size, progress=False, resume=False, **distributed
+    )
     seconds = time.perf_counter() - start
-    return {"structures": summary.n_ok + summary.n_bad, "seconds": seconds, "bad": summary.n_bad}
+    if summary.rank != 0:
+        return None
+    return {
+        "structures": summary.n_ok + summary.n_bad,
+        "seconds": seconds,
+        "bad": summary.n_bad,
+        "processes": processes,
+    }
 
 
 def run_child(kind: str, *args: str) -> dict:
@@ -88,7 +110,7 @@ def main() -> None:
     parser.add_argument(
         "--baseline-n", type=int, default=150, help="structures timed for the (slow) baseline"
     )
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -98,9 +120,15 @@ def main() -> None:
         result = (
             child_baseline(rest[0], int(rest[3]), model, int(rest[2]))
             if kind == "baseline"
-            else child_scan(rest[0], model, int(rest[2]), int(rest[3]))
+            else child_scan(rest[0], model, int(rest[2]), int(rest[3]), int(rest[4]), Path(rest[5]))
         )
-        result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if result is None:  # a non-zero rank of the distributed scan
+            return
+        rss = [
+            resource.getrusage(who).ru_maxrss / 1024
+            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        ]
+        result["max_rss_mb"] = max(rss)  # per process (a second rank is a child process)
         print(json.dumps(result))
         return
 
@@ -118,11 +146,12 @@ def main() -> None:
             copies.append(b)
     ase.io.write(big, copies)
     model = args.model or "-"
-    k = str(args.members)
+    k, batch = str(args.members), str(args.batch_size)
     rows = {
         "baseline loop (ParAIsite)": run_child("baseline", str(source), model, k, str(args.baseline_n)),
-        "scan, 1042 structures": run_child("scan", str(source), model, k, str(args.batch_size)),
-        "scan, 10420 structures": run_child("scan", str(big), model, k, str(args.batch_size)),
+        "scan, 1042 structures": run_child("scan", str(source), model, k, batch, "1", str(work / "a")),
+        "scan, 10420 structures": run_child("scan", str(big), model, k, batch, "1", str(work / "b")),
+        "scan, 2 processes, 10420": run_child("scan", str(big), model, k, batch, "2", str(work / "c")),
     }
     base_rate = rows["baseline loop (ParAIsite)"]["structures"] / rows["baseline loop (ParAIsite)"]["seconds"]
     print(

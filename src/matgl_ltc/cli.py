@@ -43,7 +43,9 @@ def _add_trainer_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _devices(text: str) -> Any:
+def _devices(text: str | None) -> Any:
+    if text is None:
+        return None
     return int(text) if text.isdigit() else text
 
 
@@ -231,7 +233,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         resume=not args.restart,
         progress=not args.no_progress,
+        accelerator=args.accelerator,
+        devices=_devices(args.devices),
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
     )
+    if summary.rank != 0:  # another process of a distributed scan: rank 0 reports
+        return 0
     for sid, reason in summary.bad[:20]:
         print(f"bad structure {sid}: {reason}", file=sys.stderr)
     if len(summary.bad) > 20:
@@ -344,10 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("-o", "--output", required=True, help="result file: .csv, .parquet or .db (ase.db)")
     scan.add_argument("--model", help="model name or folder (default: the shipped default ensemble)")
-    scan.add_argument("--batch-size", type=int, default=64)
+    scan.add_argument("--batch-size", type=int, default=32)
     scan.add_argument("--chunk-size", type=int, default=512, help="structures per write (the resume unit)")
     scan.add_argument("--restart", action="store_true", help="discard an existing output instead of resuming")
     scan.add_argument("--no-progress", action="store_true")
+    distributed = scan.add_argument_group(
+        "several processes, GPUs or nodes (through Lightning; any of these switches it on)"
+    )
+    distributed.add_argument("--accelerator", help="cpu, gpu, auto ...")
+    distributed.add_argument("--devices", help="number or comma-separated list of devices (CPU: processes)")
+    distributed.add_argument("--strategy", help="default ddp")
+    distributed.add_argument("--num-nodes", type=int, default=1)
     scan.set_defaults(func=cmd_scan)
 
     analyze = sub.add_parser("analyze", help="correlation tables, figures and candidates from scan outputs")
