@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 
+import lightning as pl
 import numpy as np
 import pytest
+import torch
 
 from matgl_ltc import LTCModel
 from matgl_ltc.cli import main
@@ -63,6 +65,52 @@ def test_keep_last_keeps_the_final_epoch(togo15):
     assert result.metrics["validation"]["mape"] == pytest.approx(
         result.metrics["final_validation"]["mape"], rel=1e-4
     )
+
+
+class _EpochStates(pl.Callback):
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.states.append({k: v.detach().clone() for k, v in pl_module.model.state_dict().items()})
+
+
+def test_snapshot_averaging_keeps_the_mean_of_the_last_epochs(togo15):
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(16,), seed=0)
+    seen = _EpochStates()
+    result = fit(
+        model,
+        togo15,
+        0,
+        epochs=4,
+        batch_size=32,
+        keep="last",
+        average_last=3,
+        callbacks=[seen],
+        progress=False,
+    )
+    key = "head.layers.0.weight"
+    expected = torch.stack([s[key] for s in seen.states[-3:]]).mean(dim=0)
+    torch.testing.assert_close(result.model.state_dict()[key], expected, rtol=1e-5, atol=1e-7)
+    assert not torch.equal(expected, seen.states[-1][key])
+    # the unbiased score is the averaged model's, and it is the kept model's
+    assert result.metrics["final_validation"]["mape"] == pytest.approx(result.metrics["validation"]["mape"])
+
+
+def test_frozen_parameters_do_not_move(togo15):
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(16,), seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frozen = ("backbone.embedding", "backbone.blocks.0")
+    result = fit(model, togo15, 0, epochs=2, batch_size=32, keep="last", freeze=frozen, progress=False)
+    after = result.model.state_dict()
+    for key in before:
+        moved = not torch.equal(before[key], after[key])
+        if key.startswith(frozen):
+            assert not moved, key
+    assert not torch.equal(before["head.layers.0.weight"], after["head.layers.0.weight"])
+    assert all(p.requires_grad for p in result.model.parameters())
+    with pytest.raises(ValueError, match="matches no parameter"):
+        fit(model, togo15, 0, epochs=1, freeze=("backbone.nothing",), progress=False)
 
 
 def test_cli_train_with_split_file(tmp_path, togo15, capsys):

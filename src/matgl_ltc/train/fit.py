@@ -9,6 +9,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,17 @@ def fit(
     strategy: str = "auto",
     num_workers: int = 0,
     metadata: dict[str, Any] | None = None,
+    average_last: int = 0,
+    freeze: Sequence[str] = (),
 ) -> FitResult:
     """Train ``model`` on the training part of ``split`` and score it on the validation part.
 
     The target transform is fitted on the training labels only. With ``keep="best"`` (the
     paper's protocol) the weights of the epoch with the best validation ``monitor`` are kept;
     ``keep="last"`` keeps the final epoch, which is the unbiased choice when the validation
-    split must not steer training.
+    split must not steer training. ``average_last=N`` makes "the final epoch" the mean of the
+    weights of the last N epochs (snapshot averaging); ``freeze`` holds the parameters whose
+    names start with any of the given prefixes fixed.
 
     Returns
     -------
@@ -120,7 +125,8 @@ def fit(
         )
 
     model.train()
-    module = LTCLightningModule(model, lr, epochs, min_lr_fraction, loss, weight_decay, monitor)
+    _freeze(model, freeze)
+    module = LTCLightningModule(model, lr, epochs, min_lr_fraction, loss, weight_decay, monitor, average_last)
     root = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="matgl_ltc_"))
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -149,16 +155,22 @@ def fit(
     wall = time.perf_counter() - started
 
     model = module.model.cpu()
-    if keep == "best" and module.best_state is not None:
-        model.load_state_dict(module.best_state)
-    kept_epoch = module.best_epoch if keep == "best" else epochs - 1
-    val_pred = model.predict_graphs([cache.graphs[i] for i in val_idx])
-    train_pred = model.predict_graphs([cache.graphs[i] for i in train_idx])
+    for param in model.parameters():
+        param.requires_grad_(True)
+    val_graphs = [cache.graphs[i] for i in val_idx]
     final = {
         k.removeprefix("val_"): v
         for k, v in (module.history[-1] if module.history else {}).items()
         if k.startswith("val_")
     }
+    if module.averaged_state is not None:  # "final" weights = the average of the last epochs
+        model.load_state_dict(module.averaged_state)
+        final = regression_metrics(dataset.labels[val_idx], model.predict_graphs(val_graphs))
+    if keep == "best" and module.best_state is not None:
+        model.load_state_dict(module.best_state)
+    kept_epoch = module.best_epoch if keep == "best" else epochs - 1
+    val_pred = model.predict_graphs(val_graphs)
+    train_pred = model.predict_graphs([cache.graphs[i] for i in train_idx])
     metrics: dict[str, Any] = {
         "dataset": dataset.name,
         "split": {
@@ -181,6 +193,8 @@ def fit(
             "loss": loss,
             "weight_decay": weight_decay,
             "seed": seed,
+            "average_last": average_last,
+            "freeze": list(freeze),
         },
         "wall_time_s": wall,
     }
@@ -202,6 +216,15 @@ def fit(
     if out_dir:
         save_fit(result, out_dir, split, dataset, val_idx, val_pred)
     return result
+
+
+def _freeze(model: LTCModel, prefixes: Sequence[str]) -> None:
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(name.startswith(prefix) for name in names):
+            raise ValueError(f"freeze prefix {prefix!r} matches no parameter (e.g. {names[0]!r})")
+    for name, param in model.named_parameters():
+        param.requires_grad_(not any(name.startswith(prefix) for prefix in prefixes))
 
 
 def save_fit(

@@ -52,6 +52,8 @@ class LTCLightningModule(pl.LightningModule):
     monitor
         Validation metric whose minimum selects the kept epoch (``mape``, or ``log10_mae``...).
         For ``spearman``/``r2`` the maximum is used.
+    average_last
+        Keep a running mean of the weights over the last N epochs (``averaged_state``).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class LTCLightningModule(pl.LightningModule):
         loss: str = "mape",
         weight_decay: float = 0.0,
         monitor: str = "mape",
+        average_last: int = 0,
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
@@ -79,6 +82,9 @@ class LTCLightningModule(pl.LightningModule):
         self._val_pred: list[torch.Tensor] = []
         self._val_true: list[torch.Tensor] = []
         self._val_metrics: dict[str, float] = {}
+        self.average_last = int(average_last)
+        self.averaged_state: dict[str, torch.Tensor] | None = None
+        self._n_averaged = 0
 
     def loss(self, z: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
         if self.loss_name == "mape":
@@ -123,6 +129,8 @@ class LTCLightningModule(pl.LightningModule):
         row.update({f"val_{k}": v for k, v in self._val_metrics.items()})
         self.history.append(row)
         self._train_loss_sum, self._train_count = 0.0, 0
+        if self.average_last and epoch >= self.epochs - self.average_last:
+            self._accumulate_average()
         score = self._val_metrics.get(self.monitor)
         if score is None or not math.isfinite(score):
             return
@@ -131,8 +139,19 @@ class LTCLightningModule(pl.LightningModule):
             self.best_score, self.best_epoch = score, epoch
             self.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
 
+    def _accumulate_average(self) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        self._n_averaged += 1
+        if self.averaged_state is None:
+            self.averaged_state = state
+            return
+        for key, value in state.items():
+            if value.is_floating_point():
+                self.averaged_state[key] += (value - self.averaged_state[key]) / self._n_averaged
+
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=self.lr, weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(self.epochs, 1), eta_min=self.lr * self.min_lr_fraction
         )

@@ -34,6 +34,11 @@ class Stage:
         As in :func:`matgl_ltc.train.fit`.
     head_hidden
         Head widths for a ``backbone:`` start (ignored when continuing).
+    average_last
+        Average the weights of the last N epochs (snapshot averaging); with ``keep="last"``
+        the averaged weights are the stage's model.
+    freeze
+        Parameter-name prefixes held fixed (``backbone.embedding``, ``backbone.blocks.0``...).
     n_splits
         Splits of a non-target stage's own dataset; when it is smaller than the target's,
         split k of the target continues from model ``k mod n_splits``.
@@ -52,6 +57,8 @@ class Stage:
     seed: int = 42
     head_hidden: tuple[int, ...] = (450, 350, 350)
     n_splits: int | None = None
+    average_last: int = 0
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         kind, _, ref = self.init.partition(":")
@@ -62,6 +69,9 @@ class Stage:
         if self.keep not in ("best", "last"):
             raise ValueError(f"stage {self.name!r}: keep must be 'best' or 'last'")
         object.__setattr__(self, "head_hidden", tuple(int(h) for h in self.head_hidden))
+        object.__setattr__(self, "freeze", tuple(str(p) for p in self.freeze))
+        if self.average_last < 0 or self.average_last > self.epochs:
+            raise ValueError(f"stage {self.name!r}: average_last must be between 0 and epochs")
 
     @property
     def init_kind(self) -> str:
@@ -77,12 +87,25 @@ class Stage:
 
     def fit_kwargs(self) -> dict[str, Any]:
         keys = ("epochs", "lr", "batch_size", "min_lr_fraction", "loss", "keep", "weight_decay", "seed")
-        return {k: getattr(self, k) for k in keys}
+        return {k: getattr(self, k) for k in keys} | {
+            "average_last": self.average_last,
+            "freeze": self.freeze,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["head_hidden"] = list(self.head_hidden)
+        # optional settings appear only when set, so adding one never changes the fingerprint
+        # (and the cached models) of stages that do not use it
+        for key, default in _OPTIONAL_DEFAULTS.items():
+            if data[key] == default:
+                del data[key]
+            else:
+                data[key] = list(data[key]) if isinstance(default, tuple) else data[key]
         return data
+
+
+_OPTIONAL_DEFAULTS: dict[str, Any] = {"average_last": 0, "freeze": ()}
 
 
 @dataclass(frozen=True)
