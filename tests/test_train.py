@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from matgl_ltc import LTCModel
+from matgl_ltc import LTCModel, load_dataset
 from matgl_ltc.cli import main
 from matgl_ltc.data import random_splits
 from matgl_ltc.train import fit
@@ -148,3 +148,21 @@ def test_cli_train_with_split_file(tmp_path, togo15, capsys):
 def test_cli_reports_bad_dataset(capsys):
     assert main(["train", "--dataset", "no-such-set", "--epochs", "1", "--no-progress"]) == 2
     assert "no-such-set" in capsys.readouterr().err
+
+
+def test_fidelity_aware_training_mixes_the_replay_set_and_predicts_at_the_target_fidelity(tmp_path, togo15):
+    hh143 = load_dataset("hh143")
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(16,), seed=0)
+    result = fit(
+        model, togo15, 0, epochs=2, batch_size=32, fidelity=1, replay=hh143, replay_size=20,
+        keep="last", out_dir=tmp_path / "fit", progress=False,
+    )  # fmt: skip
+    settings = result.metrics["settings"]
+    assert settings["fidelity"] == 1 and settings["replay"] == "hh143" and settings["replay_size"] == 20
+    reloaded = LTCModel.load(tmp_path / "fit" / "model")
+    assert reloaded.state_index == 1
+    graphs = togo15.graph_cache(4.0).graphs[:4]
+    at_target = reloaded.predict_graphs(graphs)
+    np.testing.assert_allclose(at_target, result.model.predict_graphs(graphs), rtol=1e-5)
+    reloaded.state_index = 0  # the state input matters: the other fidelity predicts differently
+    assert not np.allclose(reloaded.predict_graphs(graphs), at_target)

@@ -53,8 +53,10 @@ class LTCModel(nn.Module):
     head_activation
         ``relu`` (ParAIsite), ``softplus``, ``silu`` or ``gelu``.
     state_index
-        Fidelity index for backbones with a categorical state (the multi-fidelity band-gap
-        MEGNet: 0 = PBE); ignored otherwise.
+        The data fidelity the model predicts at, fed to MEGNet's state input: the category of
+        a categorical-state backbone (multi-fidelity band-gap MEGNet: 0 = PBE), else the first
+        state component (0 = the pretrained input). Fidelity-aware training (``fit(...,
+        fidelity=1, replay="aflow_agl")``) teaches AGL as 0 and phono3py as 1.
     transform
         The target transform fitted on the training split.
     metadata
@@ -133,11 +135,24 @@ class LTCModel(nn.Module):
         return self.target_mean.device
 
     # -- forward --------------------------------------------------------------------------
-    def _state_attr(self, num_graphs: int) -> torch.Tensor:
+    def _state_attr(self, num_graphs: int, fidelity: torch.Tensor | None = None) -> torch.Tensor:
+        """MEGNet's state input: each graph's data fidelity (default: ``state_index``).
+
+        A categorical-state backbone (the multi-fidelity band-gap MEGNet) takes it as the
+        category. A continuous-state one (Eform: two zeros) gets it in the first component, so
+        fidelity 0 is exactly the pretrained input and fidelity 1 a new one the model learns.
+        """
+        if fidelity is None:
+            index = torch.full((num_graphs,), self.state_index, dtype=torch.long, device=self.device)
+        else:
+            index = fidelity.to(self.device).long().reshape(num_graphs)
         if self.backbone_config.get("ntypes_state"):
-            return torch.full((num_graphs,), self.state_index, dtype=torch.long, device=self.device)
-        dim = int(self.backbone_config.get("dim_state_embedding", 2))
-        return torch.zeros(num_graphs, dim, device=self.device)
+            return index
+        state = torch.zeros(
+            num_graphs, int(self.backbone_config.get("dim_state_embedding", 2)), device=self.device
+        )
+        state[:, 0] = index.to(state.dtype)
+        return state
 
     def embed(self, g: Batch | Data, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
         """The backbone's last hidden layer, shape ``(num_graphs, embedding_dim)``.
@@ -146,7 +161,7 @@ class LTCModel(nn.Module):
         lets an ensemble compute it once per batch for all members.
         """
         num_graphs = int(getattr(g, "num_graphs", 1) or 1)
-        state = self._state_attr(num_graphs)
+        state = self._state_attr(num_graphs, getattr(g, "fidelity", None))
         if edge_attr is None:
             out = self.backbone(g, state_attr=state)
         else:

@@ -82,6 +82,10 @@ def fit(
     metadata: dict[str, Any] | None = None,
     average_last: int = 0,
     freeze: Sequence[str] = (),
+    fidelity: int | None = None,
+    replay: LTCDataset | str | None = None,
+    replay_size: int = 0,
+    replay_fidelity: int = 0,
 ) -> FitResult:
     """Train ``model`` on the training part of ``split`` and score it on the validation part.
 
@@ -91,6 +95,12 @@ def fit(
     split must not steer training. ``average_last=N`` makes "the final epoch" the mean of the
     weights of the last N epochs (snapshot averaging); ``freeze`` holds the parameters whose
     names start with any of the given prefixes fixed.
+
+    Fidelity-aware training: ``fidelity`` sets the model's state input for the target labels
+    (and for its predictions afterwards); ``replay`` mixes ``replay_size`` structures of another
+    labelled set (e.g. ``aflow_agl``), fed with state ``replay_fidelity``, into every training
+    epoch, so the model keeps the low-fidelity knowledge and learns the offset between the two
+    as an effect of the state rather than overwriting it. Validation uses the target only.
 
     Returns
     -------
@@ -112,8 +122,13 @@ def fit(
     cache = dataset.graph_cache(model.cutoff)
     model.transform = LogStandardScaler.fit(dataset.labels[train_idx])
 
-    def loader(idx: np.ndarray, shuffle: bool, size: int) -> DataLoader:
-        data = GraphLabelDataset([cache.graphs[i] for i in idx], dataset.labels[idx])
+    if fidelity is not None:
+        model.state_index = int(fidelity)
+    train_data = _training_data(
+        model, dataset, cache, train_idx, replay, replay_size, replay_fidelity, seed, split
+    )
+
+    def loader(data: GraphLabelDataset, shuffle: bool, size: int) -> DataLoader:
         generator = torch.Generator().manual_seed(seed)
         return DataLoader(
             data,
@@ -151,7 +166,10 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-        trainer.fit(module, loader(train_idx, True, batch_size), loader(val_idx, False, max(batch_size, 64)))
+        val_data = GraphLabelDataset([cache.graphs[i] for i in val_idx], dataset.labels[val_idx])
+        trainer.fit(
+            module, loader(train_data, True, batch_size), loader(val_data, False, max(batch_size, 64))
+        )
     wall = time.perf_counter() - started
 
     model = module.model.cpu()
@@ -195,6 +213,9 @@ def fit(
             "seed": seed,
             "average_last": average_last,
             "freeze": list(freeze),
+            "fidelity": model.state_index,
+            "replay": None if replay is None else getattr(replay, "name", str(replay)),
+            "replay_size": len(train_data) - len(train_idx),
         },
         "wall_time_s": wall,
     }
@@ -216,6 +237,33 @@ def fit(
     if out_dir:
         save_fit(result, out_dir, split, dataset, val_idx, val_pred)
     return result
+
+
+def _training_data(
+    model: LTCModel,
+    dataset: LTCDataset,
+    cache: Any,
+    train_idx: np.ndarray,
+    replay: LTCDataset | str | None,
+    replay_size: int,
+    replay_fidelity: int,
+    seed: int,
+    split: Split,
+) -> GraphLabelDataset:
+    graphs = [cache.graphs[i] for i in train_idx]
+    labels = dataset.labels[train_idx]
+    if replay is None:
+        return GraphLabelDataset(graphs, labels)
+    other = load_dataset(replay) if isinstance(replay, str) else replay
+    if not other.is_labelled:
+        raise ValueError(f"replay set {other.name!r} has unlabelled structures")
+    n = len(other) if replay_size <= 0 else min(replay_size, len(other))
+    pick = np.sort(np.random.default_rng(seed + split.index).choice(len(other), size=n, replace=False))
+    other_graphs = other.graph_cache(model.cutoff).graphs
+    fidelity = np.r_[np.full(len(graphs), model.state_index), np.full(n, replay_fidelity)]
+    return GraphLabelDataset(
+        graphs + [other_graphs[i] for i in pick], np.r_[labels, other.labels[pick]], fidelity
+    )
 
 
 def _freeze(model: LTCModel, prefixes: Sequence[str]) -> None:

@@ -21,22 +21,29 @@ LOSSES = ("mape", "log_mse", "log_l1")
 
 
 class GraphLabelDataset(Dataset):
-    """Prepared graphs with their κ_L labels, for a torch ``DataLoader``."""
+    """Prepared graphs with their κ_L labels (and optionally each one's data fidelity)."""
 
-    def __init__(self, graphs: Sequence[Data], kappa: np.ndarray) -> None:
+    def __init__(self, graphs: Sequence[Data], kappa: np.ndarray, fidelity: np.ndarray | None = None) -> None:
         self.graphs = list(graphs)
         self.kappa = torch.as_tensor(np.asarray(kappa, dtype=np.float32))
+        self.fidelity = None if fidelity is None else torch.as_tensor(np.asarray(fidelity, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.graphs)
 
-    def __getitem__(self, index: int) -> tuple[Data, torch.Tensor]:
-        return self.graphs[index], self.kappa[index]
+    def __getitem__(self, index: int) -> tuple:
+        if self.fidelity is None:
+            return self.graphs[index], self.kappa[index]
+        return self.graphs[index], self.kappa[index], self.fidelity[index]
 
 
-def collate_labelled(items: list[tuple[Data, torch.Tensor]]) -> tuple[Batch, torch.Tensor]:
-    graphs, kappa = zip(*items)
-    return collate_graphs(graphs), torch.stack(kappa)
+def collate_labelled(items: list[tuple]) -> tuple[Batch, torch.Tensor]:
+    """One batch graph and its labels; a per-graph ``fidelity`` rides on the batch (the cached graphs are shared, never modified)."""
+    graphs, kappa, *fidelity = zip(*items)
+    batch = collate_graphs(graphs)
+    if fidelity:
+        batch.fidelity = torch.stack(fidelity[0])
+    return batch, torch.stack(kappa)
 
 
 class LTCLightningModule(pl.LightningModule):

@@ -39,6 +39,10 @@ class Stage:
         the averaged weights are the stage's model.
     freeze
         Parameter-name prefixes held fixed (``backbone.embedding``, ``backbone.blocks.0``...).
+    fidelity, replay, replay_size, replay_fidelity
+        Fidelity-aware training, as in :func:`matgl_ltc.train.fit`: the stage's labels enter
+        MEGNet's state as ``fidelity``, mixed with ``replay_size`` structures of ``replay``
+        at ``replay_fidelity``.
     n_splits
         Splits of a non-target stage's own dataset; when it is smaller than the target's,
         split k of the target continues from model ``k mod n_splits``.
@@ -59,6 +63,10 @@ class Stage:
     n_splits: int | None = None
     average_last: int = 0
     freeze: tuple[str, ...] = ()
+    fidelity: int | None = None
+    replay: str | None = None
+    replay_size: int = 0
+    replay_fidelity: int = 0
 
     def __post_init__(self) -> None:
         kind, _, ref = self.init.partition(":")
@@ -105,7 +113,14 @@ class Stage:
         return data
 
 
-_OPTIONAL_DEFAULTS: dict[str, Any] = {"average_last": 0, "freeze": ()}
+_OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "average_last": 0,
+    "freeze": (),
+    "fidelity": None,
+    "replay": None,
+    "replay_size": 0,
+    "replay_fidelity": 0,
+}
 
 
 @dataclass(frozen=True)
