@@ -44,6 +44,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "log-l1": ("L1 loss on the standardized log target instead of MAPE", {"loss": "log_l1"}),
     "freeze-early": ("embedding, encoders and the first MEGNet block frozen", {"freeze": EARLY_LAYERS}),
     "lr-5e-4": ("half the learning rate (5e-4)", {"lr": 5e-4}),
+    "fidelity": ("phono3py labels fed as fidelity 1 in MEGNet's state (AGL stage: 0)", {"fidelity": 1}),
+    "replay-300": (
+        "300 AGL structures (fixed per split) mixed into every fine-tuning epoch",
+        {"replay": "aflow_agl", "replay_size": 300},
+    ),
+    "fidelity-replay-300": (
+        "both: AGL replay at fidelity 0, phono3py at fidelity 1 (fidelity-aware fine-tuning)",
+        {"fidelity": 1, "replay": "aflow_agl", "replay_size": 300, "replay_fidelity": 0},
+    ),
 }
 #: (protocol, metric, lower is better)
 COMPARED = [

@@ -187,12 +187,7 @@ def _merge(parts: Path, output: Path, n_members: int, metadata_keys: Iterable[st
         if rows:
             writer.write(rows, atoms)
             done += len(rows)
-        for row in rows:
-            if row["error"]:
-                summary.n_bad += 1
-                summary.bad.append((row["id"], row["error"]))
-            else:
-                summary.n_ok += 1
+        summary.count(rows)
         path.unlink()
     writer.close()
     shutil.rmtree(parts, ignore_errors=True)

@@ -84,6 +84,15 @@ class ScanSummary:
     rank: int = 0
     world_size: int = 1
 
+    def count(self, rows: list[dict[str, Any]]) -> None:
+        """Tally written rows: predicted ones, and bad ones with their reason."""
+        for row in rows:
+            if row["error"]:
+                self.n_bad += 1
+                self.bad.append((row["id"], row["error"]))
+            else:
+                self.n_ok += 1
+
     @property
     def rate(self) -> float:
         return (self.n_ok + self.n_bad) / self.seconds if self.seconds > 0 else float("nan")
@@ -340,12 +349,7 @@ def scan(
                 existing_columns = writer.columns
             rows, atoms = _predict_chunk(chunk, ensemble, converter, seen, batch_size)
             writer.write(rows, atoms)
-            for row in rows:
-                if row["error"]:
-                    summary.n_bad += 1
-                    summary.bad.append((row["id"], row["error"]))
-                else:
-                    summary.n_ok += 1
+            summary.count(rows)
             bar.update(len(rows))
         writer.close()
     finally:
