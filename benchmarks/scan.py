@@ -73,7 +73,7 @@ def child_baseline(path: str, n: int, model: str | None, k: int) -> dict:
 
 
 def child_scan(
-    path: str, model: str | None, k: int, batch_size: int, processes: int, out: Path
+    path: str, model: str | None, k: int, batch_size: int, processes: int, out: Path, prefetch: bool = True
 ) -> dict | None:
     from matgl_ltc.screening import scan
 
@@ -81,7 +81,14 @@ def child_scan(
     distributed = {"accelerator": "cpu", "devices": processes} if processes > 1 else {}
     start = time.perf_counter()
     summary = scan(
-        path, out / "scan.csv", ensemble, batch_size=batch_size, progress=False, resume=False, **distributed
+        path,
+        out / "scan.csv",
+        ensemble,
+        batch_size=batch_size,
+        progress=False,
+        resume=False,
+        prefetch=prefetch,
+        **distributed,
     )
     seconds = time.perf_counter() - start
     if summary.rank != 0:
@@ -120,7 +127,9 @@ def main() -> None:
         result = (
             child_baseline(rest[0], int(rest[3]), model, int(rest[2]))
             if kind == "baseline"
-            else child_scan(rest[0], model, int(rest[2]), int(rest[3]), int(rest[4]), Path(rest[5]))
+            else child_scan(
+                rest[0], model, int(rest[2]), int(rest[3]), int(rest[4]), Path(rest[5]), rest[6] == "1"
+            )
         )
         if result is None:  # a non-zero rank of the distributed scan
             return
@@ -149,19 +158,20 @@ def main() -> None:
     k, batch = str(args.members), str(args.batch_size)
     rows = {
         "baseline loop (ParAIsite)": run_child("baseline", str(source), model, k, str(args.baseline_n)),
-        "scan, 1042 structures": run_child("scan", str(source), model, k, batch, "1", str(work / "a")),
-        "scan, 10420 structures": run_child("scan", str(big), model, k, batch, "1", str(work / "b")),
-        "scan, 2 processes, 10420": run_child("scan", str(big), model, k, batch, "2", str(work / "c")),
+        "scan, 1042 structures": run_child("scan", str(source), model, k, batch, "1", str(work / "a"), "1"),
+        "scan, 1042, no prefetch": run_child("scan", str(source), model, k, batch, "1", str(work / "d"), "0"),
+        "scan, 10420 structures": run_child("scan", str(big), model, k, batch, "1", str(work / "b"), "1"),
+        "scan, 2 processes, 10420": run_child("scan", str(big), model, k, batch, "2", str(work / "c"), "1"),
     }
     base_rate = rows["baseline loop (ParAIsite)"]["structures"] / rows["baseline loop (ParAIsite)"]["seconds"]
     print(
-        f"{'measurement':<28} {'structures':>10} {'seconds':>8} {'struct/s':>9} {'× baseline':>10} {'max RSS MB':>11}"
+        f"{"measurement":<30} {'structures':>10} {'seconds':>8} {'struct/s':>9} {'× baseline':>10} {'max RSS MB':>11}"
     )
     for name, r in rows.items():
         r["rate"] = r["structures"] / r["seconds"]
         r["speedup"] = r["rate"] / base_rate
         print(
-            f"{name:<28} {r['structures']:>10} {r['seconds']:>8.1f} {r['rate']:>9.1f} {r['speedup']:>10.2f} "
+            f"{name:<30} {r['structures']:>10} {r['seconds']:>8.1f} {r['rate']:>9.1f} {r['speedup']:>10.2f} "
             f"{r['max_rss_mb']:>11.0f}"
         )
     import platform

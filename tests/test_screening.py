@@ -185,3 +185,19 @@ def test_analyze_writes_tables_and_figures(tmp_path, tiny_ensemble, mixed_input)
         assert (tmp_path / "an" / name).stat().st_size > 0
     lows = [c["ltc_mean"] for c in report["candidates"]]
     assert lows == sorted(lows) and lows[0] == pytest.approx(np.nanmin(table["ltc_mean"]))
+
+
+def test_prefetched_keeps_order_and_reraises_errors():
+    from matgl_ltc.screening import prefetched
+
+    assert list(prefetched(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("broken source")
+
+    got = []
+    with pytest.raises(ValueError, match="broken source"):
+        for item in prefetched(failing()):
+            got.append(item)
+    assert got == [1]

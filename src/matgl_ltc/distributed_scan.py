@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 from .data.validation import MEGNET_ELEMENTS
 from .model.ensemble import LTCEnsemble
 from .screening import (
-    _MEMBER_COLUMN,
     PreparedChunk,
     ScanSummary,
     _all_records,
@@ -46,6 +45,7 @@ from .screening import (
     _prepare_chunk,
     _remove_output,
     _writer,
+    metadata_keys_of,
     output_columns,
 )
 
@@ -182,7 +182,7 @@ def _merge(parts: Path, output: Path, n_members: int, metadata_keys: Iterable[st
         skip = max(0, done - start)
         rows, atoms = rows[skip:], atoms[skip:]
         if rows and done == 0:  # the first rows fix the metadata columns, as in the serial scan
-            keys = list(metadata_keys) if metadata_keys is not None else _metadata_keys(rows)
+            keys = list(metadata_keys) if metadata_keys is not None else metadata_keys_of(rows)
             writer.columns = output_columns(n_members, keys)
         if rows:
             writer.write(rows, atoms)
@@ -193,13 +193,6 @@ def _merge(parts: Path, output: Path, n_members: int, metadata_keys: Iterable[st
     shutil.rmtree(parts, ignore_errors=True)
     summary.n_total = done
     return summary
-
-
-def _metadata_keys(rows: list[dict[str, Any]]) -> list[str]:
-    own = set(output_columns(0, []))
-    return sorted(
-        {key for row in rows for key in row if key not in own and not _MEMBER_COLUMN.fullmatch(key)}
-    )
 
 
 def distributed_scan(

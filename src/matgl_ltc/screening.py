@@ -12,7 +12,9 @@ import csv
 import itertools
 import math
 import os
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -274,6 +276,7 @@ def scan(
     devices: int | str | list[int] | None = None,
     strategy: str | None = None,
     num_nodes: int = 1,
+    prefetch: bool = True,
 ) -> ScanSummary:
     """Predict κ_L for every structure of ``inputs`` and write one row per structure to ``output``.
 
@@ -293,6 +296,9 @@ def scan(
         Skip the structures already in ``output`` (default); ``False`` starts afresh.
     metadata_keys
         Numeric ``atoms.info`` keys to keep as columns; by default those of the first chunk.
+    prefetch
+        Read, check and convert the next chunk in a background thread while this one is
+        predicted (torch releases the GIL during its kernels).
     accelerator, devices, strategy, num_nodes
         Given any of them, the scan runs through Lightning on those devices or processes
         (``devices=4, accelerator="gpu"``; ``devices=2, accelerator="cpu"`` for two CPU
@@ -336,21 +342,17 @@ def scan(
         bar.write(f"resuming: {done} structures already in {out}")
     started = time.perf_counter()
     try:
-        for chunk in _chunks(itertools.islice(_all_records(inputs), done, None), chunk_size):
+        chunks = _chunks(itertools.islice(_all_records(inputs), done, None), chunk_size)
+        prepared_chunks = (_prepare_chunk(chunk, ensemble.cutoff, converter, seen) for chunk in chunks)
+        for prepared in prefetched(prepared_chunks) if prefetch else prepared_chunks:
             if writer.columns == base and existing_columns is None:
-                keys = (
-                    list(metadata_keys)
-                    if metadata_keys is not None
-                    else sorted(
-                        {key for r in chunk if r.atoms is not None for key in numeric_metadata(r.atoms.info)}
-                    )
-                )
+                keys = list(metadata_keys) if metadata_keys is not None else metadata_keys_of(prepared.rows)
                 writer.columns = output_columns(len(ensemble), keys)
                 existing_columns = writer.columns
-            rows, atoms = _predict_chunk(chunk, ensemble, converter, seen, batch_size)
-            writer.write(rows, atoms)
-            summary.count(rows)
-            bar.update(len(rows))
+            _fill_predictions(prepared, ensemble, batch_size)
+            writer.write(prepared.rows, prepared.atoms)
+            summary.count(prepared.rows)
+            bar.update(len(prepared.rows))
         writer.close()
     finally:
         bar.close()
@@ -427,14 +429,46 @@ def _fill_predictions(prepared: PreparedChunk, ensemble: LTCEnsemble, batch_size
         prepared.rows[i].update({f"ltc_{m + 1}": float(v) for m, v in enumerate(members[j])})
 
 
-def _predict_chunk(
-    chunk: list[StructureRecord],
-    ensemble: LTCEnsemble,
-    converter: Atoms2Graph,
-    seen: set[str] | None,
-    batch_size: int,
-) -> tuple[list[dict[str, Any]], list[Atoms | None]]:
-    """Rows for one chunk, in order: bad structures with their error, good ones with predictions."""
-    prepared = _prepare_chunk(chunk, ensemble.cutoff, converter, seen)
-    _fill_predictions(prepared, ensemble, batch_size)
-    return prepared.rows, prepared.atoms
+def metadata_keys_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The input-metadata columns present in some rows (everything that is not a scan column)."""
+    own = set(output_columns(0, []))
+    return sorted(
+        {key for row in rows for key in row if key not in own and not _MEMBER_COLUMN.fullmatch(key)}
+    )
+
+
+_END = object()
+
+
+def prefetched(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+    """``items``, produced ``depth`` ahead by a background thread; its exceptions re-raised here."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put((_END, None))
+        except BaseException as exc:  # handed to the consumer
+            buffer.put((_END, exc))
+
+    worker = threading.Thread(target=produce, name="matgl-ltc-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = buffer.get()
+            if error is not None:
+                raise error
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
