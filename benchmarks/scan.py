@@ -165,7 +165,7 @@ def main() -> None:
     }
     base_rate = rows["baseline loop (ParAIsite)"]["structures"] / rows["baseline loop (ParAIsite)"]["seconds"]
     print(
-        f"{"measurement":<30} {'structures':>10} {'seconds':>8} {'struct/s':>9} {'× baseline':>10} {'max RSS MB':>11}"
+        f"{'measurement':<30} {'structures':>10} {'seconds':>8} {'struct/s':>9} {'× baseline':>10} {'max RSS MB':>11}"
     )
     for name, r in rows.items():
         r["rate"] = r["structures"] / r["seconds"]
