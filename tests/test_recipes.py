@@ -183,3 +183,19 @@ def test_reproduce_table(tmp_path):
     md = (tmp_path / "reproduce.md").read_text()
     assert "| togo15 | scratch | 0.54 |" in md and "| togo15 | pretrained | 0.51 |" in md
     assert set(table["togo15"]) == {"scratch", "pretrained"}
+
+
+def test_every_stage_setting_reaches_training(tmp_path, aflow_subset, togo15):
+    target = Stage(
+        "target", init="backbone:megnet-eform", average_last=1, freeze=("backbone.embedding",), fidelity=1,
+        replay=aflow_subset, replay_size=7, keep="last", **TINY,
+    )  # fmt: skip
+    runner = RecipeRunner(tmp_path / "stages", progress=False)
+    runner.run(Recipe("settings", (target,)), togo15, tmp_path / "run", n_splits=1)
+    settings = json.loads((tmp_path / "run" / "split_0" / "target" / "metrics.json").read_text())["settings"]
+    for key, value in target.fit_kwargs().items():
+        if key in ("keep", "replay"):
+            continue
+        assert settings[key] == (list(value) if isinstance(value, tuple) else value), key
+    assert settings["replay"] and settings["replay_size"] == 7
+    assert LTCModel.load(tmp_path / "run" / "split_0" / "target" / "model").state_index == 1

@@ -216,6 +216,7 @@ def fit(
             "fidelity": model.state_index,
             "replay": None if replay is None else getattr(replay, "name", str(replay)),
             "replay_size": len(train_data) - len(train_idx),
+            "replay_fidelity": replay_fidelity,
         },
         "wall_time_s": wall,
     }

@@ -95,10 +95,7 @@ class Stage:
 
     def fit_kwargs(self) -> dict[str, Any]:
         keys = ("epochs", "lr", "batch_size", "min_lr_fraction", "loss", "keep", "weight_decay", "seed")
-        return {k: getattr(self, k) for k in keys} | {
-            "average_last": self.average_last,
-            "freeze": self.freeze,
-        }
+        return {k: getattr(self, k) for k in (*keys, *_OPTIONAL_DEFAULTS)}
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
