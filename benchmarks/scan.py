@@ -73,7 +73,7 @@ def child_baseline(path: str, n: int, model: str | None, k: int) -> dict:
 
 
 def child_scan(
-    path: str, model: str | None, k: int, batch_size: int, processes: int, out: Path, prefetch: bool = True
+    path: str, model: str | None, k: int, batch_size: int, processes: int, out: Path
 ) -> dict | None:
     from matgl_ltc.screening import scan
 
@@ -87,7 +87,6 @@ def child_scan(
         batch_size=batch_size,
         progress=False,
         resume=False,
-        prefetch=prefetch,
         **distributed,
     )
     seconds = time.perf_counter() - start
@@ -158,10 +157,9 @@ def main() -> None:
     k, batch = str(args.members), str(args.batch_size)
     rows = {
         "baseline loop (ParAIsite)": run_child("baseline", str(source), model, k, str(args.baseline_n)),
-        "scan, 1042 structures": run_child("scan", str(source), model, k, batch, "1", str(work / "a"), "1"),
-        "scan, 1042, no prefetch": run_child("scan", str(source), model, k, batch, "1", str(work / "d"), "0"),
-        "scan, 10420 structures": run_child("scan", str(big), model, k, batch, "1", str(work / "b"), "1"),
-        "scan, 2 processes, 10420": run_child("scan", str(big), model, k, batch, "2", str(work / "c"), "1"),
+        "scan, 1042 structures": run_child("scan", str(source), model, k, batch, "1", str(work / "a")),
+        "scan, 10420 structures": run_child("scan", str(big), model, k, batch, "1", str(work / "b")),
+        "scan, 2 processes, 10420": run_child("scan", str(big), model, k, batch, "2", str(work / "c")),
     }
     base_rate = rows["baseline loop (ParAIsite)"]["structures"] / rows["baseline loop (ParAIsite)"]["seconds"]
     print(

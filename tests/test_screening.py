@@ -54,7 +54,7 @@ def mixed_input(tmp_path_factory, shared_dir):
 def test_formats_and_bad_structures(tmp_path, tiny_ensemble, mixed_input, suffix):
     ensemble, _ = tiny_ensemble
     path, frames = mixed_input
-    out = tmp_path / f"out{suffix}"
+    out = tmp_path / "new folder" / f"out{suffix}"  # a missing folder is created
     summary = scan([path], out, ensemble, chunk_size=16, progress=False)
     reasons = dict(summary.bad)
     assert summary.n_ok + summary.n_bad == len(frames)
@@ -185,19 +185,3 @@ def test_analyze_writes_tables_and_figures(tmp_path, tiny_ensemble, mixed_input)
         assert (tmp_path / "an" / name).stat().st_size > 0
     lows = [c["ltc_mean"] for c in report["candidates"]]
     assert lows == sorted(lows) and lows[0] == pytest.approx(np.nanmin(table["ltc_mean"]))
-
-
-def test_prefetched_keeps_order_and_reraises_errors():
-    from matgl_ltc.screening import prefetched
-
-    assert list(prefetched(iter(range(50)))) == list(range(50))
-
-    def failing():
-        yield 1
-        raise ValueError("broken source")
-
-    got = []
-    with pytest.raises(ValueError, match="broken source"):
-        for item in prefetched(failing()):
-            got.append(item)
-    assert got == [1]

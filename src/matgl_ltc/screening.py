@@ -12,9 +12,7 @@ import csv
 import itertools
 import math
 import os
-import queue
 import re
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -276,7 +274,6 @@ def scan(
     devices: int | str | list[int] | None = None,
     strategy: str | None = None,
     num_nodes: int = 1,
-    prefetch: bool = True,
 ) -> ScanSummary:
     """Predict κ_L for every structure of ``inputs`` and write one row per structure to ``output``.
 
@@ -296,9 +293,6 @@ def scan(
         Skip the structures already in ``output`` (default); ``False`` starts afresh.
     metadata_keys
         Numeric ``atoms.info`` keys to keep as columns; by default those of the first chunk.
-    prefetch
-        Read, check and convert the next chunk in a background thread while this one is
-        predicted (torch releases the GIL during its kernels).
     accelerator, devices, strategy, num_nodes
         Given any of them, the scan runs through Lightning on those devices or processes
         (``devices=4, accelerator="gpu"``; ``devices=2, accelerator="cpu"`` for two CPU
@@ -310,6 +304,7 @@ def scan(
     if not isinstance(model, (LTCEnsemble, LTCModel)):
         model = load_model(model)
     ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     if accelerator is not None or devices is not None or strategy is not None or num_nodes > 1:
         from .distributed_scan import distributed_scan
 
@@ -343,8 +338,7 @@ def scan(
     started = time.perf_counter()
     try:
         chunks = _chunks(itertools.islice(_all_records(inputs), done, None), chunk_size)
-        prepared_chunks = (_prepare_chunk(chunk, ensemble.cutoff, converter, seen) for chunk in chunks)
-        for prepared in prefetched(prepared_chunks) if prefetch else prepared_chunks:
+        for prepared in (_prepare_chunk(chunk, ensemble.cutoff, converter, seen) for chunk in chunks):
             if writer.columns == base and existing_columns is None:
                 keys = list(metadata_keys) if metadata_keys is not None else metadata_keys_of(prepared.rows)
                 writer.columns = output_columns(len(ensemble), keys)
@@ -435,40 +429,3 @@ def metadata_keys_of(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(
         {key for row in rows for key in row if key not in own and not _MEMBER_COLUMN.fullmatch(key)}
     )
-
-
-_END = object()
-
-
-def prefetched(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
-    """``items``, produced ``depth`` ahead by a background thread; its exceptions re-raised here."""
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            buffer.put((_END, None))
-        except BaseException as exc:  # handed to the consumer
-            buffer.put((_END, exc))
-
-    worker = threading.Thread(target=produce, name="matgl-ltc-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = buffer.get()
-            if error is not None:
-                raise error
-            if item is _END:
-                return
-            yield item
-    finally:
-        stop.set()
