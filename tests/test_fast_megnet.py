@@ -95,3 +95,12 @@ def test_members_with_different_bond_expansions_are_not_shared():
         next(iter(b.backbone.bond_expansion.parameters())).mul_(1.01)
     assert not same_bond_expansion([a.backbone, b.backbone])
     assert not LTCEnsemble([a, b]).shared_bond_expansion
+
+
+def test_batches_respect_the_graph_and_edge_limits():
+    from matgl_ltc.data.graphs import batch_indices
+
+    sizes = [5, 5, 5, 20, 1, 1, 1, 1]
+    batches = batch_indices(len(sizes), 3, sizes, max_size=12)
+    assert [b.tolist() for b in batches] == [[0, 1], [2], [3], [4, 5, 6], [7]]
+    assert [b.tolist() for b in batch_indices(5, 2)] == [[0, 1], [2, 3], [4]]

@@ -352,7 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.add_argument("-o", "--output", required=True, help="result file: .csv, .parquet or .db (ase.db)")
     scan.add_argument("--model", help="model name or folder (default: the shipped default ensemble)")
-    scan.add_argument("--batch-size", type=int, default=32)
+    scan.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="most structures per forward pass (a batch also stops at 16k edges)",
+    )
     scan.add_argument("--chunk-size", type=int, default=512, help="structures per write (the resume unit)")
     scan.add_argument("--restart", action="store_true", help="discard an existing output instead of resuming")
     scan.add_argument("--no-progress", action="store_true")

@@ -199,7 +199,7 @@ def distributed_scan(
     inputs: Sequence[Any] | Any,
     output: str | os.PathLike,
     ensemble: LTCEnsemble,
-    batch_size: int = 32,
+    batch_size: int = 64,
     chunk_size: int = 512,
     resume: bool = True,
     progress: bool = True,

@@ -102,8 +102,22 @@ def collate_graphs(graphs: Sequence[Data]) -> Batch:
     return Batch.from_data_list(list(graphs))
 
 
-def batch_indices(n: int, batch_size: int) -> list[np.ndarray]:
-    """Contiguous index chunks of at most ``batch_size``."""
+def batch_indices(
+    n: int, batch_size: int, sizes: Sequence[int] | None = None, max_size: int | None = None
+) -> list[np.ndarray]:
+    """Contiguous index chunks of at most ``batch_size`` items and, given per-item ``sizes``
+    (edges per graph), at most ``max_size`` in total, so one batch of large crystals does not
+    outgrow the CPU caches (an item larger than ``max_size`` gets a batch of its own)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    if sizes is None or max_size is None:
+        return [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    batches, start, total = [], 0, 0
+    for i in range(n):
+        if i > start and (i - start >= batch_size or total + sizes[i] > max_size):
+            batches.append(np.arange(start, i))
+            start, total = i, 0
+        total += int(sizes[i])
+    if n > start:
+        batches.append(np.arange(start, n))
+    return batches
