@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from matgl_ltc.analysis.plots import recipes_figure
 from matgl_ltc.train.reproduce import PAPER_MAPE, reproduce
 
 HERE = Path(__file__).resolve().parent
@@ -92,6 +94,15 @@ def main() -> None:
                 subprocess.run(cmd, check=True)
             cells[(recipe, dataset)] = json.loads(record.read_text())
 
+    figures = HERE / "figures"
+    figures.mkdir(exist_ok=True)
+    for dataset in args.datasets:
+        runs = {recipe: out / recipe / dataset for recipe in args.recipes}
+        recipes_figure(runs, figures / f"recipes-{dataset}.png", f"{dataset}: validation MAPE per epoch")
+        for recipe, run in runs.items():  # each run's own figures, next to the table
+            for name in ("learning_curve", "parity"):
+                if (run / f"{name}.png").exists():
+                    shutil.copy(run / f"{name}.png", figures / f"{recipe}-{dataset}-{name}.png")
     md = table_markdown(cells, args.n_splits)
     suffix = "-paper" if args.paper else ""
     (HERE / f"reproduce-table{suffix}.md").write_text(md)

@@ -44,6 +44,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "log-l1": ("L1 loss on the standardized log target instead of MAPE", {"loss": "log_l1"}),
     "freeze-early": ("embedding, encoders and the first MEGNet block frozen", {"freeze": EARLY_LAYERS}),
     "lr-5e-4": ("half the learning rate (5e-4)", {"lr": 5e-4}),
+    "epochs-30": ("30 epochs instead of 200 (cosine schedule over 30)", {"epochs": 30}),
+    "epochs-60": ("60 epochs instead of 200 (cosine schedule over 60)", {"epochs": 60}),
     "fidelity": ("phono3py labels fed as fidelity 1 in MEGNet's state (AGL stage: 0)", {"fidelity": 1}),
     "replay-300": (
         "300 AGL structures (fixed per split) mixed into every fine-tuning epoch",

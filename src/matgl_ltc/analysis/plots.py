@@ -71,3 +71,39 @@ def run_figures(run_dir: str | os.PathLike, stage: str = "target") -> list[Path]
         written.append(run / f"parity.{ext}")
     plt.close(fig)
     return written
+
+
+def recipes_figure(runs: dict[str, str | os.PathLike], out: str | os.PathLike, title: str = "") -> list[Path]:
+    """Mean validation MAPE per epoch of several runs on one axis (the paper's Fig. 6, all steps).
+
+    ``runs`` maps a label (recipe name) to its run folder; writes ``out`` as ``.png`` and ``.svg``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, run_dir in runs.items():
+        curves = [
+            np.array([float(r["val_mape"]) for r in _read_csv(path)])
+            for path in sorted(Path(run_dir).glob("split_*/target/curve.csv"))
+        ]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        ax.plot(
+            np.mean([c[:length] for c in curves], axis=0), lw=1.8, label=f"{label} ({len(curves)} splits)"
+        )
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation MAPE, mean over splits")
+    ax.set_ylim(0, 1.2)
+    ax.set_title(title)
+    ax.legend()
+    base = Path(out).with_suffix("")
+    written = []
+    for ext in ("png", "svg"):
+        fig.savefig(base.with_suffix(f".{ext}"), dpi=150, bbox_inches="tight")
+        written.append(base.with_suffix(f".{ext}"))
+    plt.close(fig)
+    return written
