@@ -57,7 +57,7 @@ def _assert_same_rows(got, expected) -> None:
     assert list(got["error"]) == list(expected["error"])
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".db"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".db"])
 def test_two_cpu_processes_write_what_the_serial_scan_writes(tmp_path, source, ensemble_dir, suffix):
     path, ids = source
     serial = tmp_path / f"serial{suffix}"

@@ -85,6 +85,13 @@ class _ChunkStream(IterableDataset):
             yield k, start + skip, prepared
 
 
+def _rows_done(output: Path, n_members: int) -> int:
+    """Rows already in the output, from this or a serial scan (a Parquet output may exist only as parts)."""
+    if output.suffix.lower() == ".db" and not output.exists():
+        return 0  # connecting would create the database
+    return _writer(output, output_columns(n_members, [])).done()
+
+
 def _as_is(item: Any) -> Any:
     return item
 
@@ -109,13 +116,10 @@ class _EnsemblePredictor(pl.LightningModule):
                 _remove_output(self.output)
                 shutil.rmtree(parts, ignore_errors=True)
             parts.mkdir(parents=True, exist_ok=True)
-            if self.output.exists():  # truncates a row cut by a kill, before anyone counts
-                _writer(self.output, output_columns(len(self.ensemble), [])).done()
+            _rows_done(self.output, len(self.ensemble))  # truncates a row cut by a kill, before anyone counts
         trainer.strategy.barrier("matgl_ltc scan output ready")
         self.stream.rank, self.stream.world = trainer.global_rank, trainer.world_size
-        self.stream.done_rows = (
-            _writer(self.output, output_columns(len(self.ensemble), [])).done() if self.output.exists() else 0
-        )
+        self.stream.done_rows = _rows_done(self.output, len(self.ensemble))
 
     def predict_step(self, item: tuple[int, int, PreparedChunk]) -> tuple[int, int, PreparedChunk]:
         k, start, prepared = item
