@@ -54,6 +54,11 @@ def structure_features(atoms: Atoms) -> dict[str, float]:
 _MEMBER_COLUMN = re.compile(r"ltc_\d+")
 
 
+def _is_scan_column(key: str) -> bool:
+    """Whether ``key`` names a column the scan itself writes (a member's ``ltc_<n>`` included)."""
+    return key in _RESERVED or bool(_MEMBER_COLUMN.fullmatch(key))
+
+
 def numeric_metadata(info: dict[str, Any]) -> dict[str, float]:
     """Numeric per-structure metadata the input carries (energy_per_atom, band_gap, ...).
 
@@ -66,7 +71,7 @@ def numeric_metadata(info: dict[str, Any]) -> dict[str, float]:
         if key == "id" or isinstance(value, bool):
             continue
         if isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value)):
-            if key in _RESERVED or _MEMBER_COLUMN.fullmatch(key):
+            if _is_scan_column(key):
                 key = f"info_{key}"
             out[key] = float(value)
     return out
@@ -426,7 +431,4 @@ def _fill_predictions(prepared: PreparedChunk, ensemble: LTCEnsemble, batch_size
 
 def metadata_keys_of(rows: list[dict[str, Any]]) -> list[str]:
     """The input-metadata columns present in some rows (everything that is not a scan column)."""
-    own = set(output_columns(0, []))
-    return sorted(
-        {key for row in rows for key in row if key not in own and not _MEMBER_COLUMN.fullmatch(key)}
-    )
+    return sorted({key for row in rows for key in row if not _is_scan_column(key)})
