@@ -55,6 +55,14 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "both: AGL replay at fidelity 0, phono3py at fidelity 1 (fidelity-aware fine-tuning)",
         {"fidelity": 1, "replay": "aflow_agl", "replay_size": 300, "replay_fidelity": 0},
     ),
+    "hh143-replay": (
+        "all 143 HH143 structures (DFT/BTE, same fidelity) mixed into every fine-tuning epoch",
+        {"replay": "hh143", "replay_size": 0},
+    ),
+    **{
+        f"seed-{seed}": (f"the reference with seed {seed} (a member of a seed ensemble)", {"seed": seed})
+        for seed in range(42, 47)
+    },
 }
 #: (protocol, metric, lower is better)
 COMPARED = [

@@ -45,6 +45,10 @@ def test_fit_saves_metrics_curve_and_best_model(tmp_path, togo15):
         rows = list(csv.DictReader(handle))
     pred = loaded.predict(togo15.atoms[i] for i in togo15.indices([r["id"] for r in rows]))
     np.testing.assert_allclose(pred, [float(r["ltc_pred"]) for r in rows], rtol=1e-4)
+    # the final epoch's predictions (the unbiased protocol) score what the curve's last row says
+    final_pred = np.array([float(r["ltc_pred_final"]) for r in rows])
+    true = np.array([float(r["ltc_true"]) for r in rows])
+    assert np.mean(np.abs(final_pred - true) / true) == pytest.approx(float(curve[-1]["val_mape"]), rel=1e-3)
     assert (
         loaded.metadata["split"]["index"] == 1
         and loaded.metadata["metrics"]["mape"] == m["validation"]["mape"]

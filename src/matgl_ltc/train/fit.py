@@ -183,7 +183,10 @@ def fit(
     }
     if module.averaged_state is not None:  # "final" weights = the average of the last epochs
         model.load_state_dict(module.averaged_state)
-        final = regression_metrics(dataset.labels[val_idx], model.predict_graphs(val_graphs))
+    # the unbiased protocol's predictions, kept beside the kept epoch's for parity plots and ensembles
+    final_pred = model.predict_graphs(val_graphs)
+    if module.averaged_state is not None:
+        final = regression_metrics(dataset.labels[val_idx], final_pred)
     if keep == "best" and module.best_state is not None:
         model.load_state_dict(module.best_state)
     kept_epoch = module.best_epoch if keep == "best" else epochs - 1
@@ -236,7 +239,7 @@ def fit(
     )
     result = FitResult(model, metrics, module.history, Path(out_dir) if out_dir else None)
     if out_dir:
-        save_fit(result, out_dir, split, dataset, val_idx, val_pred)
+        save_fit(result, out_dir, split, dataset, val_idx, val_pred, final_pred)
     return result
 
 
@@ -283,8 +286,15 @@ def save_fit(
     dataset: LTCDataset,
     val_idx: np.ndarray,
     val_pred: np.ndarray,
+    final_pred: np.ndarray | None = None,
 ) -> None:
-    """Model directory, ``metrics.json``, ``curve.csv``, ``split.json`` and ``validation_predictions.csv``."""
+    """Model directory, ``metrics.json``, ``curve.csv``, ``split.json`` and ``validation_predictions.csv``.
+
+    ``validation_predictions.csv`` holds the kept weights' predictions (``ltc_pred``) and, when
+    given, the final epoch's (``ltc_pred_final``): the two protocols of the benchmark.
+    """
+    if final_pred is None:
+        final_pred = val_pred
     folder = Path(out_dir)
     result.model.save(folder / "model")
     (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
@@ -292,14 +302,15 @@ def save_fit(
     write_curve(result.history, folder / "curve.csv")
     with open(folder / "validation_predictions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["id", "formula", "ltc_true", "ltc_pred"])
-        for i, p in zip(val_idx, val_pred):
+        writer.writerow(["id", "formula", "ltc_true", "ltc_pred", "ltc_pred_final"])
+        for i, p, f in zip(val_idx, val_pred, final_pred):
             writer.writerow(
                 [
                     dataset.ids[i],
                     reduced_formula(dataset.atoms[i]),
                     f"{dataset.labels[i]:.6g}",
                     f"{p:.6g}",
+                    f"{f:.6g}",
                 ]
             )
 
