@@ -12,6 +12,7 @@ from matgl_ltc import LTCModel, load_model
 from matgl_ltc.cli import main
 from matgl_ltc.data import random_splits
 from matgl_ltc.train import Recipe, Stage, builtin_recipes, resolve_recipe
+from matgl_ltc.train.recipes import stage_fingerprint
 from matgl_ltc.train.runner import RecipeRunner, run_models
 
 TINY = {"epochs": 1, "batch_size": 64, "head_hidden": (8,)}
@@ -57,6 +58,10 @@ def test_builtin_recipes_follow_the_paper():
         ("target", "stage:aflow"),
     ]
     assert recipes["aflow-only"].stages[0].init == "backbone:megnet-random"
+    # the hybrid recipe is two-stage with descriptors in the target stage: it shares the AFLOW models
+    hybrid, plain = recipes["two-stage-hybrid"], recipes["two-stage"]
+    assert [s.descriptors for s in hybrid.stages] == [False, True]
+    assert stage_fingerprint(hybrid, hybrid.stages[0]) == stage_fingerprint(plain, plain.stages[0])
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
         assert (stage.epochs, stage.batch_size, stage.lr, stage.n_splits) == (300, 8, 1e-3, None)
@@ -188,7 +193,7 @@ def test_reproduce_table(tmp_path):
 def test_every_stage_setting_reaches_training(tmp_path, aflow_subset, togo15):
     target = Stage(
         "target", init="backbone:megnet-eform", average_last=1, freeze=("backbone.embedding",), fidelity=1,
-        replay=aflow_subset, replay_size=7, keep="last", **TINY,
+        replay=aflow_subset, replay_size=7, keep="last", descriptors=True, **TINY,
     )  # fmt: skip
     runner = RecipeRunner(tmp_path / "stages", progress=False)
     runner.run(Recipe("settings", (target,)), togo15, tmp_path / "run", n_splits=1)
@@ -198,4 +203,5 @@ def test_every_stage_setting_reaches_training(tmp_path, aflow_subset, togo15):
             continue
         assert settings[key] == (list(value) if isinstance(value, tuple) else value), key
     assert settings["replay"] and settings["replay_size"] == 7
-    assert LTCModel.load(tmp_path / "run" / "split_0" / "target" / "model").state_index == 1
+    model = LTCModel.load(tmp_path / "run" / "split_0" / "target" / "model")
+    assert model.state_index == 1 and model.uses_descriptors

@@ -65,8 +65,9 @@ class _ChunkStream(IterableDataset):
         cutoff: float,
         seen: set[str] | None,
         keep_atoms: bool,
+        descriptors: bool = False,
     ) -> None:
-        self.inputs, self.chunk_size = inputs, chunk_size
+        self.inputs, self.chunk_size, self.descriptors = inputs, chunk_size, descriptors
         self.parts, self.cutoff, self.seen, self.keep_atoms = parts, cutoff, seen, keep_atoms
         self.rank, self.world, self.done_rows = 0, 1, 0  # set in _EnsemblePredictor.setup
 
@@ -79,7 +80,7 @@ class _ChunkStream(IterableDataset):
                 continue
             start = k * self.chunk_size
             skip = max(0, self.done_rows - start)  # records already in the output
-            prepared = _prepare_chunk(chunk[skip:], self.cutoff, converter, self.seen)
+            prepared = _prepare_chunk(chunk[skip:], self.cutoff, converter, self.seen, self.descriptors)
             if not self.keep_atoms:
                 prepared.atoms = [None] * len(prepared.rows)
             yield k, start + skip, prepared
@@ -235,7 +236,13 @@ def distributed_scan(
         callbacks=[writer],
     )
     stream = _ChunkStream(
-        inputs, chunk_size, parts, ensemble.cutoff, ensemble.train_elements, out.suffix == ".db"
+        inputs,
+        chunk_size,
+        parts,
+        ensemble.cutoff,
+        ensemble.train_elements,
+        out.suffix == ".db",
+        ensemble.uses_descriptors,
     )
     module = _EnsemblePredictor(ensemble, batch_size, stream, out, resume)
     loader = DataLoader(stream, batch_size=None, collate_fn=_as_is)

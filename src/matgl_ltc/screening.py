@@ -344,7 +344,10 @@ def scan(
     started = time.perf_counter()
     try:
         chunks = _chunks(itertools.islice(_all_records(inputs), done, None), chunk_size)
-        for prepared in (_prepare_chunk(chunk, ensemble.cutoff, converter, seen) for chunk in chunks):
+        for prepared in (
+            _prepare_chunk(chunk, ensemble.cutoff, converter, seen, ensemble.uses_descriptors)
+            for chunk in chunks
+        ):
             if writer.columns == base and existing_columns is None:
                 keys = list(metadata_keys) if metadata_keys is not None else metadata_keys_of(prepared.rows)
                 writer.columns = output_columns(len(ensemble), keys)
@@ -382,9 +385,14 @@ class PreparedChunk:
 
 
 def _prepare_chunk(
-    chunk: list[StructureRecord], cutoff: float, converter: Atoms2Graph, seen: set[str] | None
+    chunk: list[StructureRecord],
+    cutoff: float,
+    converter: Atoms2Graph,
+    seen: set[str] | None,
+    descriptors: bool = False,
 ) -> PreparedChunk:
-    """Validate, featurize and build graphs; bad structures get their row with ``error`` set."""
+    """Validate, featurize and build graphs (with descriptors for hybrid-head models); bad
+    structures get their row with ``error`` set."""
     rows: list[dict[str, Any]] = []
     graphs, good = [], []
     for record in chunk:
@@ -395,7 +403,11 @@ def _prepare_chunk(
                 raise record.error
             assert atoms is not None
             validate_atoms(atoms, record.id, cutoff, check_edges=False)
-            graphs.append(atoms_to_graph(atoms, cutoff, structure_id=record.id, converter=converter))
+            graphs.append(
+                atoms_to_graph(
+                    atoms, cutoff, structure_id=record.id, converter=converter, descriptors=descriptors
+                )
+            )
             good.append(len(rows))
             row["formula"] = reduced_formula(atoms)
             row.update(structure_features(atoms))

@@ -14,6 +14,7 @@ from ase import Atoms
 from matgl.ext.ase import Atoms2Graph
 from torch_geometric.data import Batch, Data
 
+from .descriptors import attach_descriptors
 from .validation import MEGNET_ELEMENTS, InvalidStructureError
 
 
@@ -23,8 +24,12 @@ def atoms_to_graph(
     element_types: Sequence[str] = MEGNET_ELEMENTS,
     structure_id: str | None = None,
     converter: Atoms2Graph | None = None,
+    descriptors: bool = False,
 ) -> Data:
     """Build the MEGNet graph of one periodic structure.
+
+    ``descriptors=True`` also stores the structure's composition/structure descriptors
+    (``graph.descriptors``), which a hybrid-head model reads beside the MEGNet embedding.
 
     Raises
     ------
@@ -54,10 +59,14 @@ def atoms_to_graph(
     graph.pbc_offshift = graph.pbc_offset @ lat
     graph.edge_index = graph.edge_index.long()
     del graph.frac_coords, graph.pbc_offset
+    if descriptors:
+        attach_descriptors([graph], [atoms])
     return graph
 
 
-def structure_graph(structure: object, index: int, cutoff: float) -> tuple[Atoms, str, Data]:
+def structure_graph(
+    structure: object, index: int, cutoff: float, descriptors: bool = False
+) -> tuple[Atoms, str, Data]:
     """Atoms, id and graph of one input structure (Atoms or Structure) for prediction.
 
     The id is ``info["id"]`` or ``#<index> <formula>``; a structure MEGNet cannot handle raises
@@ -69,7 +78,11 @@ def structure_graph(structure: object, index: int, cutoff: float) -> tuple[Atoms
     sid = str(atoms.info.get("id", f"#{index} {atoms.get_chemical_formula()}"))
     if not all(atoms.pbc):
         raise InvalidStructureError(sid, "not-periodic", "structure is not periodic in all directions")
-    return atoms, sid, atoms_to_graph(atoms, cutoff, MEGNET_ELEMENTS, structure_id=sid)
+    return (
+        atoms,
+        sid,
+        atoms_to_graph(atoms, cutoff, MEGNET_ELEMENTS, structure_id=sid, descriptors=descriptors),
+    )
 
 
 @dataclass

@@ -84,6 +84,11 @@ class LTCEnsemble:
         return self.members[0].cutoff
 
     @property
+    def uses_descriptors(self) -> bool:
+        """Whether any member has a hybrid head, so graphs must carry descriptors."""
+        return any(m.uses_descriptors for m in self.members)
+
+    @property
     def train_elements(self) -> set[str] | None:
         known = [m.metadata.get("train_elements") for m in self.members]
         if any(k is None for k in known):
@@ -94,7 +99,7 @@ class LTCEnsemble:
         graphs, ids, unseen = [], [], []
         seen = self.train_elements
         for i, structure in enumerate(structures):
-            atoms, sid, graph = structure_graph(structure, i, self.cutoff)
+            atoms, sid, graph = structure_graph(structure, i, self.cutoff, self.uses_descriptors)
             graphs.append(graph)
             ids.append(sid)
             symbols = sorted(set(atoms.get_chemical_symbols()))

@@ -1,9 +1,11 @@
-"""LTCModel: MEGNet's last hidden layer → MLP head → standardized log10(κ+1) → κ_L in W m⁻¹ K⁻¹."""
+"""LTCModel: MEGNet's last hidden layer (+ optional descriptors) → MLP head → standardized
+log10(κ+1) → κ_L in W m⁻¹ K⁻¹."""
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +18,7 @@ from matgl.models import MEGNet
 from torch import nn
 from torch_geometric.data import Batch, Data
 
+from ..data.descriptors import DESCRIPTOR_NAMES
 from ..data.graphs import batch_indices, collate_graphs, structure_graph
 from ..data.transform import LogStandardScaler
 from .fast_megnet import accelerate, megnet_forward
@@ -59,6 +62,10 @@ class LTCModel(nn.Module):
         fidelity=1, replay="aflow_agl")``) teaches AGL as 0 and phono3py as 1.
     transform
         The target transform fitted on the training split.
+    n_descriptors
+        0 (ParAIsite) or ``len(DESCRIPTOR_NAMES)``: a *hybrid head* that reads the structure's
+        composition/structure descriptors (standardized with training-split statistics)
+        beside the MEGNet embedding. See :meth:`with_descriptors`.
     metadata
         Provenance: backbone, recipe, dataset, split, metrics; saved in ``model.json``.
     """
@@ -71,8 +78,11 @@ class LTCModel(nn.Module):
         state_index: int = 0,
         transform: LogStandardScaler | dict | None = None,
         metadata: dict[str, Any] | None = None,
+        n_descriptors: int = 0,
     ) -> None:
         super().__init__()
+        if n_descriptors not in (0, len(DESCRIPTOR_NAMES)):
+            raise ValueError(f"n_descriptors must be 0 or {len(DESCRIPTOR_NAMES)}, not {n_descriptors}")
         if head_activation not in _ACTIVATIONS:
             raise ValueError(
                 f"head_activation must be one of {sorted(_ACTIVATIONS)}, not {head_activation!r}"
@@ -82,7 +92,10 @@ class LTCModel(nn.Module):
         self.embedding_dim = _truncate_output_proj(self.backbone)
         self.head_hidden = [int(h) for h in head_hidden]
         self.head_activation = head_activation
+        self.n_descriptors = 0
         self.head = MLP([self.embedding_dim, *self.head_hidden, 1], _ACTIVATIONS[head_activation]())
+        if n_descriptors:
+            self.with_descriptors()
         self.state_index = int(state_index)
         if isinstance(transform, dict):
             transform = LogStandardScaler.from_dict(transform)
@@ -116,6 +129,45 @@ class LTCModel(nn.Module):
         state = {k: v for k, v in state.items() if not k.startswith(f"output_proj.layers.{last}.")}
         model.backbone.load_state_dict(state, strict=True)
         return model
+
+    def with_descriptors(self) -> LTCModel:
+        """Give the head the descriptors as extra inputs, in place, keeping its function.
+
+        The new input columns of the head's first layer start at zero, so a transferred model
+        (the AFLOW stage of ``two-stage``) predicts exactly as before and fine-tuning learns
+        how much the descriptors add. Returns ``self``; a hybrid model is returned unchanged.
+        """
+        if self.n_descriptors:
+            return self
+        first = self.head.layers[0]
+        if not isinstance(first, nn.Linear):
+            raise ValueError("the head does not start with a linear layer")
+        n = len(DESCRIPTOR_NAMES)
+        wider = nn.Linear(first.in_features + n, first.out_features).to(first.weight.device)
+        with torch.no_grad():
+            wider.weight.zero_()
+            wider.weight[:, : first.in_features] = first.weight
+            wider.bias.copy_(first.bias)
+        self.head.layers[0] = wider
+        self.n_descriptors = n
+        self.register_buffer("descriptor_mean", torch.zeros(n, device=first.weight.device))
+        self.register_buffer("descriptor_std", torch.ones(n, device=first.weight.device))
+        return self
+
+    @property
+    def uses_descriptors(self) -> bool:
+        return self.n_descriptors > 0
+
+    def fit_descriptor_scaler(self, descriptors: np.ndarray) -> None:
+        """Standardize the descriptors with these (training-split) statistics; NaN-safe."""
+        x = np.asarray(descriptors, dtype=float).reshape(-1, self.n_descriptors)
+        with warnings.catch_warnings():  # a column with no value at all: leave it at zero
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, std = np.nanmean(x, 0), np.nanstd(x, 0)
+        mean = np.nan_to_num(mean)
+        std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+        self.descriptor_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.descriptor_std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
     @property
     def transform(self) -> LogStandardScaler:
@@ -170,7 +222,17 @@ class LTCModel(nn.Module):
 
     def forward(self, g: Batch | Data, edge_attr: torch.Tensor | None = None) -> torch.Tensor:
         """Standardized log10(κ+1), shape ``(num_graphs,)``."""
-        return self.head(self.embed(g, edge_attr)).reshape(-1)
+        x = self.embed(g, edge_attr)
+        if self.n_descriptors:
+            d = getattr(g, "descriptors", None)
+            if d is None:
+                raise ValueError(
+                    "this model's head reads descriptors: build graphs with descriptors=True "
+                    "(LTCModel.graphs_for does)"
+                )
+            d = (d.to(x.device, x.dtype) - self.descriptor_mean) / self.descriptor_std
+            x = torch.cat([x, torch.nan_to_num(d, nan=0.0)], dim=1)
+        return self.head(x).reshape(-1)
 
     def to_kappa(self, z: torch.Tensor) -> torch.Tensor:
         """Invert the target transform, differentiably: standardized log → W m⁻¹ K⁻¹."""
@@ -193,7 +255,10 @@ class LTCModel(nn.Module):
 
     def graphs_for(self, structures: Iterable[Any]) -> list[Data]:
         """Graphs at this model's cutoff; a structure MEGNet cannot handle raises an error naming it."""
-        return [structure_graph(structure, i, self.cutoff)[2] for i, structure in enumerate(structures)]
+        return [
+            structure_graph(structure, i, self.cutoff, self.uses_descriptors)[2]
+            for i, structure in enumerate(structures)
+        ]
 
     def predict(self, structures: Iterable[Any], batch_size: int = 64) -> np.ndarray:
         """κ_L (W m⁻¹ K⁻¹) for ASE ``Atoms`` or pymatgen ``Structure`` objects, batched."""
@@ -211,6 +276,7 @@ class LTCModel(nn.Module):
             "head_activation": self.head_activation,
             "state_index": self.state_index,
             "transform": self.transform.to_dict(),
+            "n_descriptors": self.n_descriptors,
         }
 
     def save(self, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..analysis.metrics import regression_metrics
 from ..data.datasets import LTCDataset, load_dataset
+from ..data.descriptors import attach_descriptors
 from ..data.readers import reduced_formula
 from ..data.splits import Split, random_splits
 from ..data.transform import LogStandardScaler
@@ -86,6 +87,7 @@ def fit(
     replay: LTCDataset | str | None = None,
     replay_size: int = 0,
     replay_fidelity: int = 0,
+    descriptors: bool = False,
 ) -> FitResult:
     """Train ``model`` on the training part of ``split`` and score it on the validation part.
 
@@ -101,6 +103,10 @@ def fit(
     labelled set (e.g. ``aflow_agl``), fed with state ``replay_fidelity``, into every training
     epoch, so the model keeps the low-fidelity knowledge and learns the offset between the two
     as an effect of the state rather than overwriting it. Validation uses the target only.
+
+    ``descriptors=True`` turns the head into a hybrid one (:meth:`LTCModel.with_descriptors`):
+    composition/structure descriptors, standardized on the training split, enter beside
+    the MEGNet embedding. A model that already has a hybrid head always gets them.
 
     Returns
     -------
@@ -121,6 +127,11 @@ def fit(
     train_idx, val_idx = dataset.indices(split.train), dataset.indices(split.validation)
     cache = dataset.graph_cache(model.cutoff)
     model.transform = LogStandardScaler.fit(dataset.labels[train_idx])
+    if descriptors:
+        model.with_descriptors()
+    if model.uses_descriptors:
+        attach_descriptors(cache.graphs, dataset.atoms)
+        model.fit_descriptor_scaler(np.concatenate([cache.graphs[i].descriptors for i in train_idx]))
 
     if fidelity is not None:
         model.state_index = int(fidelity)
@@ -220,6 +231,7 @@ def fit(
             "replay": None if replay is None else getattr(replay, "name", str(replay)),
             "replay_size": len(train_data) - len(train_idx),
             "replay_fidelity": replay_fidelity,
+            "descriptors": model.uses_descriptors,
         },
         "wall_time_s": wall,
     }
@@ -264,6 +276,8 @@ def _training_data(
     n = len(other) if replay_size <= 0 else min(replay_size, len(other))
     pick = np.sort(np.random.default_rng(seed + split.index).choice(len(other), size=n, replace=False))
     other_graphs = other.graph_cache(model.cutoff).graphs
+    if model.uses_descriptors:
+        attach_descriptors(other_graphs, other.atoms)
     fidelity = np.r_[np.full(len(graphs), model.state_index), np.full(n, replay_fidelity)]
     return GraphLabelDataset(
         graphs + [other_graphs[i] for i in pick], np.r_[labels, other.labels[pick]], fidelity

@@ -43,6 +43,11 @@ class Stage:
         Fidelity-aware training, as in :func:`matgl_ltc.train.fit`: the stage's labels enter
         MEGNet's state as ``fidelity``, mixed with ``replay_size`` structures of ``replay``
         at ``replay_fidelity``.
+    descriptors
+        Hybrid head: composition/structure descriptors enter the head beside the MEGNet
+        embedding (:meth:`matgl_ltc.model.LTCModel.with_descriptors`). A continued model's
+        head gets new, zero-initialized input columns, so the stage starts from exactly the
+        earlier stage's predictions.
     n_splits
         Splits of a non-target stage's own dataset; when it is smaller than the target's,
         split k of the target continues from model ``k mod n_splits``.
@@ -67,6 +72,7 @@ class Stage:
     replay: str | None = None
     replay_size: int = 0
     replay_fidelity: int = 0
+    descriptors: bool = False
 
     def __post_init__(self) -> None:
         kind, _, ref = self.init.partition(":")
@@ -117,6 +123,7 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "replay": None,
     "replay_size": 0,
     "replay_fidelity": 0,
+    "descriptors": False,
 }
 
 
@@ -221,7 +228,8 @@ FAST_TARGET = {"epochs": 200, "batch_size": 16}
 
 
 def builtin_recipes(paper: bool = False) -> list[Recipe]:
-    """``scratch``, ``pretrained``, ``two-stage``, ``aflow-only`` (paper steps 1-3 and the control).
+    """``scratch``, ``pretrained``, ``two-stage``, ``aflow-only`` (paper steps 1-3 and the control),
+    and ``two-stage-hybrid``: ``two-stage`` whose target stage also reads descriptors.
 
     With ``paper=True`` every stage uses the paper's settings (300 epochs, batch 8, 9 AFLOW
     models); the default keeps the target stage close to them and makes the AFLOW stage
@@ -259,6 +267,15 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
             ),
             "random MEGNet → AFLOW AGL → target set (control)",
             "RWAF",
+        ),
+        Recipe(
+            "two-stage-hybrid",
+            (
+                Stage("aflow", "aflow_agl", "backbone:megnet-eform", **aflow),
+                Stage("target", init="stage:aflow", descriptors=True, **target),
+            ),
+            "two-stage, whose target stage adds composition/structure descriptors to the head "
+            "(not in the paper; the most accurate recipe here, see docs/accuracy.md)",
         ),
     ]
 

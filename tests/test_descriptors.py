@@ -1,0 +1,77 @@
+"""Descriptors and the hybrid head: physical values, an exact start, training, saving and scanning."""
+
+from __future__ import annotations
+
+import copy
+
+import ase.io
+import numpy as np
+import pytest
+
+from matgl_ltc import LTCEnsemble, LTCModel
+from matgl_ltc.analysis.screening_report import read_scan
+from matgl_ltc.data import random_splits
+from matgl_ltc.data.descriptors import DESCRIPTOR_NAMES, descriptor_matrix, structure_descriptors
+from matgl_ltc.data.graphs import collate_graphs
+from matgl_ltc.screening import scan
+from matgl_ltc.train import fit
+
+
+def test_descriptors_are_named_and_physical(rocksalt):
+    values = dict(zip(DESCRIPTOR_NAMES, structure_descriptors(rocksalt), strict=True))
+    assert values["mean_atomic_mass"] == pytest.approx((22.98977 + 35.453) / 2, rel=1e-4)
+    assert values["max_Z"] == 17 and values["min_Z"] == 11 and values["n_species"] == 2
+    assert values["volume_per_atom"] == pytest.approx(5.64**3 / 8)  # 2-atom primitive cell of a³/4
+    assert values["nearest_neighbour_distance"] == pytest.approx(5.64 / 2)
+    assert values["mass_density"] == pytest.approx((22.98977 + 35.453) / (5.64**3 / 4), rel=1e-4)
+
+
+def test_hybrid_head_starts_where_the_model_was(eform_model, togo15):
+    model = copy.deepcopy(eform_model)
+    before = model.predict(togo15.atoms[:8])
+    assert model.with_descriptors() is model and model.n_descriptors == len(DESCRIPTOR_NAMES)
+    np.testing.assert_allclose(model.predict(togo15.atoms[:8]), before, rtol=1e-6)
+    assert model.with_descriptors().n_descriptors == len(DESCRIPTOR_NAMES)  # idempotent
+    plain_graphs = eform_model.graphs_for(togo15.atoms[:2])  # built without descriptors
+    with pytest.raises(ValueError, match="descriptors=True"):
+        model(collate_graphs(plain_graphs))
+
+
+def test_hybrid_fit_save_load_and_scan(tmp_path, togo15, shared_dir, eform_model):
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(32, 16), seed=0)
+    split = random_splits(togo15.ids, n_splits=2)[0]
+    result = fit(
+        model,
+        togo15,
+        split,
+        epochs=3,
+        batch_size=16,
+        descriptors=True,
+        progress=False,
+        out_dir=tmp_path / "fit",
+    )
+    assert result.metrics["settings"]["descriptors"] is True
+    # standardized with the training split's statistics only
+    train = descriptor_matrix(togo15.atoms[i] for i in togo15.indices(split.train))
+    np.testing.assert_allclose(result.model.descriptor_mean.numpy(), train.mean(0), rtol=1e-4)
+    spread = np.where(train.std(0) > 0, train.std(0), 1.0)  # a constant column (n_species: 2) is left as is
+    np.testing.assert_allclose(result.model.descriptor_std.numpy(), spread, rtol=1e-4)
+    # training moved the descriptor columns away from their zero start
+    first = result.model.head.layers[0].weight.detach()
+    assert float(first[:, result.model.embedding_dim :].abs().sum()) > 0
+
+    loaded = LTCModel.load(tmp_path / "fit" / "model")
+    frames = ase.io.read(shared_dir / "data" / "mp_stable_scan.extxyz", ":24")
+    frames = [a for a in frames if a.info["id"] != "mp-862690"]  # no edge at 4 Å
+    np.testing.assert_allclose(loaded.predict(frames), result.model.predict(frames), rtol=1e-5)
+
+    # an ensemble of a hybrid and a plain member scans exactly as it predicts
+    ensemble = LTCEnsemble([loaded, eform_model])
+    assert ensemble.uses_descriptors
+    out = tmp_path / "scan.csv"
+    ase.io.write(tmp_path / "in.extxyz", frames)
+    summary = scan([tmp_path / "in.extxyz"], out, ensemble, chunk_size=10, progress=False)
+    assert summary.n_bad == 0
+    table = read_scan(out)
+    np.testing.assert_allclose(table["ltc_mean"], ensemble.predict(frames).mean, rtol=1e-5)
+    np.testing.assert_allclose(table["ltc_1"], loaded.predict(frames), rtol=1e-5)
