@@ -70,7 +70,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--recipes", nargs="+", default=["scratch", "pretrained", "two-stage", "aflow-only"])
+    parser.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["scratch", "pretrained", "two-stage", "aflow-only", "two-stage-hybrid"],
+    )
     parser.add_argument("--datasets", nargs="+", default=["togo15", "hh143", "mix"])
     parser.add_argument("--n-splits", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=None)

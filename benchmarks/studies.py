@@ -1,25 +1,30 @@
-"""Accuracy studies: one change at a time to the two-stage recipe's target stage, paired per split.
+"""Accuracy studies: one change at a time to a recipe's target stage, paired per split.
 
 Usage::
 
-    python benchmarks/studies.py [--datasets togo15 ...] [--variants average-50 log-l1 ...]
+    python benchmarks/studies.py [--base two-stage|two-stage-hybrid] [--datasets togo15 ...]
+                                 [--variants average-50 log-l1 ...] [--ensembles seeds-5 ...]
 
 Every variant reuses the AFLOW models of ``benchmarks/reproduce.py`` (same stage cache, so
-run that first) and trains the target stage over the same 9 splits. The split-to-split
-spread is larger than most method differences, so each variant is compared with the
-reference *on the same split*: mean paired difference and the number of splits it improves.
+run that first) and trains the target stage over the same 9 splits; a variant that changes
+the AFLOW stage trains its own. The split-to-split spread is larger than most method
+differences, so each variant is compared with the base recipe's reproduce run *on the same
+split*: mean paired difference and the number of splits it improves. An *ensemble* row
+averages (in log space) the validation predictions of several seed variants per split.
 Writes ``benchmarks/studies.md`` and ``benchmarks/out/studies.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from matgl_ltc.analysis.metrics import regression_metrics
 from matgl_ltc.train.recipes import resolve_recipe
 from matgl_ltc.train.runner import RecipeRunner
 
@@ -35,8 +40,8 @@ EARLY_LAYERS = (
     "backbone.blocks.0",
 )
 
-#: name → (what changes, overrides of the target stage)
-VARIANTS: dict[str, tuple[str, dict]] = {
+#: name → (what changes, overrides of the target stage[, overrides of the AFLOW stage])
+VARIANTS: dict[str, tuple] = {
     "average-50": (
         "mean of the weights of the last 50 of 200 epochs (snapshot averaging)",
         {"average_last": 50},
@@ -59,10 +64,26 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "all 143 HH143 structures (DFT/BTE, same fidelity) mixed into every fine-tuning epoch",
         {"replay": "hh143", "replay_size": 0},
     ),
+    "descriptors": (
+        "composition/structure descriptors enter the head (zero-initialized columns): the "
+        "`two-stage-hybrid` recipe",
+        {"descriptors": True},
+    ),
+    "aflow-descriptors": (
+        "descriptors in the head of the AFLOW stage too (3 AFLOW models retrained)",
+        {"descriptors": True},
+        {"descriptors": True},
+    ),
+    "weight-decay-1e-4": ("AdamW weight decay 1e-4", {"weight_decay": 1e-4}),
     **{
-        f"seed-{seed}": (f"the reference with seed {seed} (a member of a seed ensemble)", {"seed": seed})
+        f"seed-{seed}": (f"the base recipe with seed {seed} (a member of a seed ensemble)", {"seed": seed})
         for seed in range(42, 47)
     },
+}
+#: name → (what it is, seed variants whose validation predictions are averaged per split)
+ENSEMBLES: dict[str, tuple[str, list[str]]] = {
+    "seeds-3": ("geometric mean of 3 seeds (42-44) per split", [f"seed-{s}" for s in range(42, 45)]),
+    "seeds-5": ("geometric mean of 5 seeds (42-46) per split", [f"seed-{s}" for s in range(42, 47)]),
 }
 #: (protocol, metric, lower is better)
 COMPARED = [
@@ -73,11 +94,52 @@ COMPARED = [
 ]
 
 
-def run_variant(runner: RecipeRunner, name: str, dataset: str, n_splits: int) -> dict:
-    base = resolve_recipe("two-stage")
-    target = replace(base.stages[-1], **VARIANTS[name][1])
-    recipe = replace(base, name=f"two-stage/{name}", stages=(*base.stages[:-1], target))
-    return runner.run(recipe, dataset, OUT / name / dataset, n_splits=n_splits).summary
+def variant_dir(base: str, name: str, dataset: str) -> Path:
+    return (OUT / name if base == "two-stage" else OUT / base / name) / dataset
+
+
+#: variants of ``two-stage`` that are a built-in recipe: their reproduce run is the variant's run
+SAME_AS_RECIPE = {"descriptors": "two-stage-hybrid"}
+
+
+def run_variant(runner: RecipeRunner, base_name: str, name: str, dataset: str, n_splits: int) -> dict:
+    if base_name == "two-stage" and name in SAME_AS_RECIPE:
+        return json.loads((REPRODUCE / SAME_AS_RECIPE[name] / dataset / "summary.json").read_text())
+    base = resolve_recipe(base_name)
+    _, target_overrides, *aflow_overrides = VARIANTS[name]
+    stages = list(base.stages)
+    stages[-1] = replace(stages[-1], **target_overrides)
+    if aflow_overrides:
+        stages[0] = replace(stages[0], **aflow_overrides[0])
+    recipe = replace(base, name=f"{base_name}/{name}", stages=tuple(stages))
+    return runner.run(recipe, dataset, variant_dir(base_name, name, dataset), n_splits=n_splits).summary
+
+
+def ensemble_summary(base: str, members: list[str], dataset: str) -> dict:
+    """Per-split metrics of the members' geometric-mean prediction, for both protocols."""
+    per_split: dict[str, list] = {"best_epoch": [], "unbiased": []}
+    for k in range(len(list((variant_dir(base, members[0], dataset)).glob("split_*")))):
+        tables = [
+            read_predictions(
+                variant_dir(base, m, dataset) / f"split_{k}" / "target" / "validation_predictions.csv"
+            )
+            for m in members
+        ]
+        true = tables[0][0]
+        for protocol, column in (("best_epoch", 1), ("unbiased", 2)):
+            pred = np.exp(np.mean([np.log(t[column]) for t in tables], axis=0))
+            per_split[protocol].append(regression_metrics(true, pred))
+    return {
+        protocol: {m: {"values": [r[m] for r in rows]} for m in rows[0]}
+        for protocol, rows in per_split.items()
+    }
+
+
+def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true, kept-epoch prediction, final-epoch prediction) of one validation_predictions.csv."""
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    return tuple(np.array([float(r[c]) for r in rows]) for c in ("ltc_true", "ltc_pred", "ltc_pred_final"))
 
 
 def paired(reference: dict, variant: dict) -> dict:
@@ -100,13 +162,14 @@ def paired(reference: dict, variant: dict) -> dict:
 
 def markdown(results: dict) -> str:
     lines = [
-        "# Accuracy studies (two-stage, target stage varied, paired per split)",
+        "# Accuracy studies (target stage varied, paired per split)",
         "",
-        "Reference: the default `two-stage` recipe (`benchmarks/reproduce.md`). Each cell: variant mean "
+        "Reference: the base recipe's run in `benchmarks/reproduce.md`. Each cell: variant mean "
         "(paired difference to the reference ± its standard error; splits improved out of 9).",
         "",
-        "| dataset | variant | change | MAPE best epoch | MAPE final (unbiased) | log10-MAE final | Spearman final |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | base recipe | variant | change | MAPE best epoch | MAPE final (unbiased) | log10-MAE final "
+        "| Spearman final |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for dataset, variants in results.items():
         for name, cmp in variants.items():
@@ -114,7 +177,11 @@ def markdown(results: dict) -> str:
                 f"{c['variant']:.3f} ({c['mean_diff']:+.3f} ± {c['sem_diff']:.3f}; {c['wins']}/{c['n']})"
                 for c in cmp.values()
             ]
-            lines.append(f"| {dataset} | {name} | {VARIANTS[name][0]} | " + " | ".join(cells) + " |")
+            base, _, short = name.rpartition(" + ")
+            what = (VARIANTS.get(short) or ENSEMBLES[short])[0]
+            lines.append(
+                f"| {dataset} | {base or 'two-stage'} | {short} | {what} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -122,18 +189,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--base", default="two-stage", choices=["two-stage", "two-stage-hybrid"])
     parser.add_argument("--datasets", nargs="+", default=["togo15"])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--ensembles", nargs="*", default=[], choices=list(ENSEMBLES))
     parser.add_argument("--n-splits", type=int, default=9)
     args = parser.parse_args()
     runner = RecipeRunner(REPRODUCE / "stages", progress=False)
     record = HERE / "out" / "studies.json"
     results = json.loads(record.read_text()) if record.exists() else {}
     for dataset in args.datasets:
-        reference = json.loads((REPRODUCE / "two-stage" / dataset / "summary.json").read_text())
+        reference = json.loads((REPRODUCE / args.base / dataset / "summary.json").read_text())
+        prefix = "" if args.base == "two-stage" else f"{args.base} + "
         for name in args.variants:
-            summary = run_variant(runner, name, dataset, args.n_splits)
-            results.setdefault(dataset, {})[name] = paired(reference, summary)
+            summary = run_variant(runner, args.base, name, dataset, args.n_splits)
+            results = (
+                json.loads(record.read_text()) if record.exists() else {}
+            )  # other runs may have added rows
+            results.setdefault(dataset, {})[prefix + name] = paired(reference, summary)
+            record.write_text(json.dumps(results, indent=1))
+            (HERE / "studies.md").write_text(markdown(results))
+        for name in args.ensembles:
+            summary = ensemble_summary(args.base, ENSEMBLES[name][1], dataset)
+            results = json.loads(record.read_text()) if record.exists() else {}
+            results.setdefault(dataset, {})[prefix + name] = paired(reference, summary)
             record.write_text(json.dumps(results, indent=1))
             (HERE / "studies.md").write_text(markdown(results))
     print(markdown(results))

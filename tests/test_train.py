@@ -139,6 +139,7 @@ def test_cli_train_with_split_file(tmp_path, togo15, capsys):
             "--out",
             str(out),
             "--no-progress",
+            "--descriptors",
         ]
     )
     assert code == 0
@@ -146,7 +147,8 @@ def test_cli_train_with_split_file(tmp_path, togo15, capsys):
     assert "MAPE" in printed and "MAE of log10" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"]["n_validation"] == 19
-    assert LTCModel.load(out / "model").head_hidden == [16]
+    loaded = LTCModel.load(out / "model")
+    assert loaded.head_hidden == [16] and loaded.uses_descriptors
 
 
 def test_cli_reports_bad_dataset(capsys):

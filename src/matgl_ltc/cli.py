@@ -108,6 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         loss=args.loss,
         seed=args.seed,
         keep=args.keep,
+        descriptors=args.descriptors,
         out_dir=out,
         progress=not args.no_progress,
         accelerator=args.accelerator,
@@ -288,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--split-index", type=int, default=0, help="which of the 9 seeded splits (default 0)")
     train.add_argument(
         "--recipe",
-        help="run a recipe over all splits: scratch, pretrained, two-stage, aflow-only or a "
+        help="run a recipe over all splits: scratch, pretrained, two-stage, aflow-only, two-stage-hybrid or a "
         ".toml/.yaml file (without it: one model, one split)",
     )
     train.add_argument("--n-splits", type=int, default=9, help="splits for --recipe (default 9)")
@@ -312,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--keep", default="best", choices=["best", "last"], help="kept epoch (default best)")
     train.add_argument("--head-hidden", type=_ints, default=[450, 350, 350], help="e.g. 450,350,350")
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--descriptors",
+        action="store_true",
+        help="hybrid head: composition/structure descriptors beside the MEGNet embedding",
+    )
     train.add_argument(
         "--out", help="output folder (default runs/<dataset>-<backbone>-split<k> or runs/<recipe>-<dataset>)"
     )
@@ -338,7 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     repro = sub.add_parser("reproduce", help="the paper's table: recipes × datasets over 9 splits")
     repro.add_argument("--out", default="runs/reproduce")
-    repro.add_argument("--recipes", nargs="+", default=["scratch", "pretrained", "two-stage", "aflow-only"])
+    repro.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["scratch", "pretrained", "two-stage", "aflow-only", "two-stage-hybrid"],
+    )
     repro.add_argument("--datasets", nargs="+", default=["togo15", "hh143", "mix"])
     repro.add_argument("--n-splits", type=int, default=9)
     repro.add_argument("--epochs", type=int, default=None, help="override every stage's epochs (smoke tests)")

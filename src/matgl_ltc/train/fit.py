@@ -276,7 +276,11 @@ def _training_data(
     n = len(other) if replay_size <= 0 else min(replay_size, len(other))
     pick = np.sort(np.random.default_rng(seed + split.index).choice(len(other), size=n, replace=False))
     other_graphs = other.graph_cache(model.cutoff).graphs
-    if model.uses_descriptors:
+    # one batch cannot mix graphs with and without descriptors (a hybrid model trained earlier in
+    # this process may have described either set): describe both or neither
+    described = [getattr(g[0], "descriptors", None) is not None for g in (cache.graphs, other_graphs)]
+    if model.uses_descriptors or any(described):
+        attach_descriptors(cache.graphs, dataset.atoms)
         attach_descriptors(other_graphs, other.atoms)
     fidelity = np.r_[np.full(len(graphs), model.state_index), np.full(n, replay_fidelity)]
     return GraphLabelDataset(

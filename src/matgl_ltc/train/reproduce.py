@@ -21,7 +21,7 @@ PAPER_MAPE: dict[str, dict[str, float]] = {
 
 def reproduce(
     out_dir: str | os.PathLike,
-    recipes: Sequence[str] = ("scratch", "pretrained", "two-stage", "aflow-only"),
+    recipes: Sequence[str] = ("scratch", "pretrained", "two-stage", "aflow-only", "two-stage-hybrid"),
     datasets: Sequence[str] = ("togo15", "hh143", "mix"),
     n_splits: int = 9,
     epochs: int | None = None,
