@@ -94,17 +94,23 @@ COMPARED = [
 ]
 
 
+#: (base, variant) pairs that are a reproduce run already: the variant is not trained again.
+#: (The two-stage reference predates the final-epoch predictions, so its seed 42 is rerun.)
+SAME_AS_RUN = {
+    ("two-stage", "descriptors"): "two-stage-hybrid",
+    ("two-stage-hybrid", "seed-42"): "two-stage-hybrid",
+}
+
+
 def variant_dir(base: str, name: str, dataset: str) -> Path:
+    if (base, name) in SAME_AS_RUN:
+        return REPRODUCE / SAME_AS_RUN[base, name] / dataset
     return (OUT / name if base == "two-stage" else OUT / base / name) / dataset
 
 
-#: variants of ``two-stage`` that are a built-in recipe: their reproduce run is the variant's run
-SAME_AS_RECIPE = {"descriptors": "two-stage-hybrid"}
-
-
 def run_variant(runner: RecipeRunner, base_name: str, name: str, dataset: str, n_splits: int) -> dict:
-    if base_name == "two-stage" and name in SAME_AS_RECIPE:
-        return json.loads((REPRODUCE / SAME_AS_RECIPE[name] / dataset / "summary.json").read_text())
+    if (base_name, name) in SAME_AS_RUN:
+        return json.loads((variant_dir(base_name, name, dataset) / "summary.json").read_text())
     base = resolve_recipe(base_name)
     _, target_overrides, *aflow_overrides = VARIANTS[name]
     stages = list(base.stages)
