@@ -46,7 +46,7 @@ def main() -> None:
         member.metadata["train_elements"] = sorted(
             {s for i in train for s in data.atoms[i].get_chemical_symbols()}
         )
-    members = ensemble.predict_graphs(data.graph_cache(ensemble.cutoff).graphs)
+    members = ensemble.predict_graphs(data.graph_cache(ensemble.cutoff, ensemble.uses_descriptors).graphs)
     calibration = calibrate(members, data.labels, masks)
     ensemble.sigma_scale = calibration["sigma_scale"]
     summary = json.loads((run / "summary.json").read_text())
@@ -90,11 +90,17 @@ def model_card(
         for m in ("mape", "median_ape", "mae", "rmse", "r2", "log10_mae", "spearman")
     )
     raw, cal = calibration["raw"], calibration["calibrated"]
+    hybrid = any(s.get("descriptors") for s in recipe["stages"])
+    head = (
+        "16-d embedding + 29 composition/structure descriptors → MLP head 450-350-350-1"
+        if hybrid
+        else "MLP head 16-450-350-350-1"
+    )
     return f"""# {name}
 
 {description}
 
-- **Model**: ensemble of {k} LTCModels (MEGNet backbone → MLP head 16-450-350-350-1 → log10(κ+1)), one per split.
+- **Model**: ensemble of {k} LTCModels (MEGNet backbone → {head} → log10(κ+1)), one per split.
 - **Recipe**: `{recipe["name"]}`: {stages}.
 - **Data**: `{dataset}` (see its data card), 9 random 80/20 splits (split k seeded k); AFLOW AGL for the first stage.
 - **Date**: {date.today().isoformat()}. **Licence**: BSD-3-Clause (backbone weights from matgl, BSD-3-Clause).

@@ -120,10 +120,12 @@ def test_shipped_ensembles_load_by_name_and_default():
     from matgl_ltc import list_models
 
     shipped = list_models()
-    assert {"LTC-MEGNet-Togo15-2stage", "LTC-MEGNet-MIX-2stage"} <= set(shipped)
+    assert {"LTC-MEGNet-Togo15-hybrid", "LTC-MEGNet-Togo15-2stage", "LTC-MEGNet-MIX-2stage"} <= set(shipped)
     default = load_model()
     assert isinstance(default, LTCEnsemble) and len(default) == 9
-    assert default.metadata["name"] == "LTC-MEGNet-Togo15-2stage" and default.sigma_scale > 0
+    assert default.metadata["name"] == "LTC-MEGNet-Togo15-hybrid" and default.sigma_scale > 0
+    assert all(m.uses_descriptors for m in default.members)
+    assert not load_model("LTC-MEGNet-Togo15-2stage").uses_descriptors  # the paper's recipe, kept
     mix = load_model("LTC-MEGNet-MIX-2stage")
     assert "Sc" in mix.train_elements  # half-Heusler elements are in-domain for MIX
     atoms = bulk("PbTe", "rocksalt", a=6.462)

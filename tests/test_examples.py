@@ -19,7 +19,7 @@ def run(script: str, *args: str) -> str:
 
 def test_quickstart():
     printed = run("quickstart.py")
-    assert "LTC-MEGNet-Togo15-2stage" in printed and "PbTe" in printed and "±" in printed
+    assert "LTC-MEGNet-Togo15-hybrid" in printed and "PbTe" in printed and "±" in printed
 
 
 def test_calculator_example():

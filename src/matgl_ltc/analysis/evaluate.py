@@ -15,7 +15,7 @@ from .metrics import METRIC_NAMES, regression_metrics
 def evaluate(model: LTCModel | LTCEnsemble, dataset: LTCDataset, batch_size: int = 64) -> dict[str, Any]:
     """Metrics of every member (mean ± std over members, as the paper reports) and of the ensemble mean."""
     ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
-    graphs = dataset.graph_cache(ensemble.cutoff).graphs
+    graphs = dataset.graph_cache(ensemble.cutoff, ensemble.uses_descriptors).graphs
     members = ensemble.predict_graphs(graphs, batch_size)
     per_member = [regression_metrics(dataset.labels, members[:, k]) for k in range(members.shape[1])]
     summary = {

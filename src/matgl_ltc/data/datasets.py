@@ -16,6 +16,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
+from .descriptors import attach_descriptors
 from .graphs import GraphCache
 from .readers import iter_structures, reduced_formula
 from .validation import DatasetValidationError, InvalidStructureError, check_label, validate_atoms
@@ -92,12 +93,19 @@ class LTCDataset:
             sub._graph_caches[cutoff] = cache.subset(idx)
         return sub
 
-    def graph_cache(self, cutoff: float = 4.0) -> GraphCache:
-        """The graphs of every structure at ``cutoff``, built on first use and then shared."""
+    def graph_cache(self, cutoff: float = 4.0, descriptors: bool = False) -> GraphCache:
+        """The graphs of every structure at ``cutoff``, built on first use and then shared.
+
+        ``descriptors=True`` (for a hybrid-head model) also stores each structure's descriptors
+        on its graph, once.
+        """
         key = float(cutoff)
         if key not in self._graph_caches:
             self._graph_caches[key] = GraphCache.from_atoms(self.atoms, self.ids, cutoff=key)
-        return self._graph_caches[key]
+        cache = self._graph_caches[key]
+        if descriptors:
+            attach_descriptors(cache.graphs, self.atoms)
+        return cache
 
     def __add__(self, other: LTCDataset) -> LTCDataset:
         return LTCDataset(

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 #: The ensemble ``load_model()`` returns without an argument.
-DEFAULT_MODEL = "LTC-MEGNet-Togo15-2stage"
+DEFAULT_MODEL = "LTC-MEGNet-Togo15-hybrid"
 
 
 def shipped_dir() -> Path:

@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader
 
 from ..analysis.metrics import regression_metrics
 from ..data.datasets import LTCDataset, load_dataset
-from ..data.descriptors import attach_descriptors
 from ..data.readers import reduced_formula
 from ..data.splits import Split, random_splits
 from ..data.transform import LogStandardScaler
@@ -125,12 +124,11 @@ def fit(
     split = resolve_split(dataset, split)
     pl.seed_everything(seed, workers=True, verbose=False)
     train_idx, val_idx = dataset.indices(split.train), dataset.indices(split.validation)
-    cache = dataset.graph_cache(model.cutoff)
     model.transform = LogStandardScaler.fit(dataset.labels[train_idx])
     if descriptors:
         model.with_descriptors()
+    cache = dataset.graph_cache(model.cutoff, model.uses_descriptors)
     if model.uses_descriptors:
-        attach_descriptors(cache.graphs, dataset.atoms)
         model.fit_descriptor_scaler(np.concatenate([cache.graphs[i].descriptors for i in train_idx]))
 
     if fidelity is not None:
@@ -275,13 +273,14 @@ def _training_data(
         raise ValueError(f"replay set {other.name!r} has unlabelled structures")
     n = len(other) if replay_size <= 0 else min(replay_size, len(other))
     pick = np.sort(np.random.default_rng(seed + split.index).choice(len(other), size=n, replace=False))
-    other_graphs = other.graph_cache(model.cutoff).graphs
     # one batch cannot mix graphs with and without descriptors (a hybrid model trained earlier in
     # this process may have described either set): describe both or neither
-    described = [getattr(g[0], "descriptors", None) is not None for g in (cache.graphs, other_graphs)]
-    if model.uses_descriptors or any(described):
-        attach_descriptors(cache.graphs, dataset.atoms)
-        attach_descriptors(other_graphs, other.atoms)
+    other_graphs = other.graph_cache(model.cutoff).graphs
+    if model.uses_descriptors or any(
+        bool(g) and getattr(g[0], "descriptors", None) is not None for g in (graphs, other_graphs)
+    ):
+        dataset.graph_cache(model.cutoff, descriptors=True)
+        other_graphs = other.graph_cache(model.cutoff, descriptors=True).graphs
     fidelity = np.r_[np.full(len(graphs), model.state_index), np.full(n, replay_fidelity)]
     return GraphLabelDataset(
         graphs + [other_graphs[i] for i in pick], np.r_[labels, other.labels[pick]], fidelity
