@@ -7,6 +7,7 @@ import copy
 import ase.io
 import numpy as np
 import pytest
+from ase.build import bulk
 
 from matgl_ltc import LTCEnsemble, LTCModel
 from matgl_ltc.analysis.screening_report import read_scan
@@ -32,6 +33,10 @@ def test_hybrid_head_starts_where_the_model_was(eform_model, togo15):
     assert model.with_descriptors() is model and model.n_descriptors == len(DESCRIPTOR_NAMES)
     np.testing.assert_allclose(model.predict(togo15.atoms[:8]), before, rtol=1e-6)
     assert model.with_descriptors().n_descriptors == len(DESCRIPTOR_NAMES)  # idempotent
+    # a property pymatgen lacks (Ne has no electronegativity) is NaN, and the head reads it as the mean
+    neon = bulk("Ne", "fcc", a=4.4)
+    assert np.isnan(dict(zip(DESCRIPTOR_NAMES, structure_descriptors(neon)))["mean_X"])
+    assert np.isfinite(model.predict([neon])).all()
     plain_graphs = eform_model.graphs_for(togo15.atoms[:2])  # built without descriptors
     with pytest.raises(ValueError, match="descriptors=True"):
         model(collate_graphs(plain_graphs))

@@ -39,7 +39,9 @@ def element_properties(symbol: str) -> np.ndarray:
     values = []
     for prop in ELEMENT_PROPERTIES:
         try:
-            value = float(getattr(element, prop))
+            with warnings.catch_warnings():  # pymatgen warns before returning NaN (e.g. X of Ne)
+                warnings.simplefilter("ignore", UserWarning)
+                value = float(getattr(element, prop))
         except (TypeError, ValueError):
             value = np.nan
         values.append(value)
