@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from matgl_ltc import LTCModel, load_dataset
+from matgl_ltc import LTCEnsemble, LTCModel, load_dataset
 from matgl_ltc.cli import main
 from matgl_ltc.data import random_splits
 from matgl_ltc.train import fit
@@ -57,9 +57,23 @@ def test_fit_saves_metrics_curve_and_best_model(tmp_path, togo15):
 
 def test_training_lowers_the_loss(togo15):
     model = LTCModel.from_backbone("megnet-eform", head_hidden=(32, 16), seed=0)
+    centers = model.backbone.bond_expansion.rbf.centers.detach().clone()
     result = fit(model, togo15, 0, epochs=6, batch_size=8, progress=False)
     losses = [row["train_loss"] for row in result.history]
     assert losses[-1] < losses[0]
+    # matgl keeps its Gaussian RBF centers fixed; training (twice, as a recipe chains) must too, so
+    # every fine-tuned member expands bonds identically and an ensemble expands them once
+    again = fit(
+        result.model, togo15, 1, epochs=2, batch_size=8, progress=False, freeze=("backbone.embedding",)
+    )
+    rbf = again.model.backbone.bond_expansion.rbf.centers
+    assert torch.equal(rbf.detach(), centers) and not rbf.requires_grad
+    fresh = LTCModel.from_backbone("megnet-eform", head_hidden=(32, 16), seed=1)
+    assert LTCEnsemble([fresh, again.model]).shared_bond_expansion
+    # frozen for one stage only: the returned model is trainable again where it was before
+    assert all(
+        p.requires_grad for n, p in again.model.named_parameters() if n.startswith("backbone.embedding")
+    )
 
 
 def test_keep_last_keeps_the_final_epoch(togo15):

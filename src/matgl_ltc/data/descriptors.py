@@ -48,20 +48,33 @@ def element_properties(symbol: str) -> np.ndarray:
     return np.array(values)
 
 
-def structure_descriptors(atoms: Atoms) -> np.ndarray:
+def nearest_neighbour_distance(atoms: Atoms, cutoff: float = 4.0) -> float:
+    """Shortest distance between two atoms, periodic images (of itself too) included.
+
+    A neighbour list, so memory grows with the atoms, not with their square (ASE's
+    ``get_all_distances(mic=True)`` takes hundreds of MB for a 300-atom cell).
+    """
+    from ase.neighborlist import neighbor_list
+
+    while cutoff <= 64.0:
+        distances = neighbor_list("d", atoms, cutoff)
+        if len(distances):
+            return float(distances.min())
+        cutoff *= 2
+    return float("nan")
+
+
+def structure_descriptors(atoms: Atoms, nearest: float | None = None) -> np.ndarray:
     """Site-weighted mean, std, min and max of element properties, then density-type features.
 
     Entries are named by :data:`DESCRIPTOR_NAMES`; a property pymatgen lacks for every
-    element present is NaN.
+    element present is NaN. ``nearest``, the nearest-neighbour distance when the caller
+    already has it (the shortest edge of the structure's graph), saves a neighbour search.
     """
     table = np.array([element_properties(s) for s in atoms.get_chemical_symbols()])
     volume = abs(atoms.get_volume())
-    if len(atoms) > 1:
-        dist = atoms.get_all_distances(mic=True)
-        np.fill_diagonal(dist, np.inf)
-        nearest = float(np.min(dist))
-    else:
-        nearest = float(np.min(atoms.cell.lengths()))
+    if nearest is None:
+        nearest = nearest_neighbour_distance(atoms)
     mass = float(np.sum(table[:, 1]))
     extra = [volume / len(atoms), mass / volume, len(atoms), len(set(atoms.numbers.tolist())), nearest]
     with warnings.catch_warnings():  # a property missing for every element present: NaN is the answer
@@ -83,4 +96,14 @@ def attach_descriptors(graphs: Sequence[Data], structures: Sequence[Atoms]) -> N
     """
     for graph, atoms in zip(graphs, structures):
         if getattr(graph, "descriptors", None) is None:
-            graph.descriptors = torch.tensor(structure_descriptors(atoms)[None, :], dtype=torch.float32)
+            values = structure_descriptors(atoms, shortest_edge(graph))
+            graph.descriptors = torch.tensor(values[None, :], dtype=torch.float32)
+
+
+def shortest_edge(graph: Data) -> float | None:
+    """Length of the shortest bond of a MEGNet graph (positions and image shifts precomputed)."""
+    if getattr(graph, "pos", None) is None or graph.edge_index.shape[1] == 0:
+        return None
+    src, dst = graph.edge_index
+    vectors = graph.pos[dst] + graph.pbc_offshift - graph.pos[src]
+    return float(torch.linalg.vector_norm(vectors, dim=1).min())

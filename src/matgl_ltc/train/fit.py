@@ -149,6 +149,7 @@ def fit(
         )
 
     model.train()
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     _freeze(model, freeze)
     module = LTCLightningModule(model, lr, epochs, min_lr_fraction, loss, weight_decay, monitor, average_last)
     root = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="matgl_ltc_"))
@@ -182,8 +183,8 @@ def fit(
     wall = time.perf_counter() - started
 
     model = module.model.cpu()
-    for param in model.parameters():
-        param.requires_grad_(True)
+    for name, param in model.named_parameters():  # as before: matgl's fixed RBF centers stay fixed
+        param.requires_grad_(trainable[name])
     val_graphs = [cache.graphs[i] for i in val_idx]
     final = {
         k.removeprefix("val_"): v
@@ -293,7 +294,8 @@ def _freeze(model: LTCModel, prefixes: Sequence[str]) -> None:
         if not any(name.startswith(prefix) for name in names):
             raise ValueError(f"freeze prefix {prefix!r} matches no parameter (e.g. {names[0]!r})")
     for name, param in model.named_parameters():
-        param.requires_grad_(not any(name.startswith(prefix) for prefix in prefixes))
+        if any(name.startswith(prefix) for prefix in prefixes):
+            param.requires_grad_(False)
 
 
 def save_fit(
