@@ -126,7 +126,11 @@ def test_frozen_parameters_do_not_move(togo15):
         if key.startswith(frozen):
             assert not moved, key
     assert not torch.equal(before["head.layers.0.weight"], after["head.layers.0.weight"])
-    assert all(p.requires_grad for p in result.model.parameters())
+    # afterwards every parameter is as trainable as before: frozen ones again, matgl's RBF centers never
+    fresh = LTCModel.from_backbone("megnet-eform", head_hidden=(16,), seed=0)
+    expected = {n: p.requires_grad for n, p in fresh.named_parameters()}
+    assert {n: p.requires_grad for n, p in result.model.named_parameters()} == expected
+    assert not expected["backbone.bond_expansion.rbf.centers"]
     with pytest.raises(ValueError, match="matches no parameter"):
         fit(model, togo15, 0, epochs=1, freeze=("backbone.nothing",), progress=False)
 
