@@ -51,6 +51,10 @@ VARIANTS: dict[str, tuple] = {
     "lr-5e-4": ("half the learning rate (5e-4)", {"lr": 5e-4}),
     "epochs-30": ("30 epochs instead of 200 (cosine schedule over 30)", {"epochs": 30}),
     "epochs-60": ("60 epochs instead of 200 (cosine schedule over 60)", {"epochs": 60}),
+    "epochs-300": (
+        "300 epochs instead of 200 (the paper's count; cosine schedule over 300)",
+        {"epochs": 300},
+    ),
     "fidelity": ("phono3py labels fed as fidelity 1 in MEGNet's state (AGL stage: 0)", {"fidelity": 1}),
     "replay-300": (
         "300 AGL structures (fixed per split) mixed into every fine-tuning epoch",
@@ -74,7 +78,7 @@ VARIANTS: dict[str, tuple] = {
         {"descriptors": True},
         {"descriptors": True},
     ),
-    "weight-decay-1e-4": ("AdamW weight decay 1e-4", {"weight_decay": 1e-4}),
+    "weight-decay-1e-4": ("Adam weight decay (L2) 1e-4", {"weight_decay": 1e-4}),
     **{
         f"seed-{seed}": (f"the base recipe with seed {seed} (a member of a seed ensemble)", {"seed": seed})
         for seed in range(42, 47)
