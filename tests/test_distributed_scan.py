@@ -10,16 +10,24 @@ import time
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 
 from matgl_ltc import LTCEnsemble, LTCModel
 from matgl_ltc.analysis.screening_report import read_scan
+from matgl_ltc.data.descriptors import descriptor_matrix
 from matgl_ltc.screening import numeric_metadata, scan
 
 
 @pytest.fixture(scope="module")
-def ensemble_dir(tmp_path_factory) -> str:
-    members = [LTCModel.from_backbone("megnet-eform", head_hidden=(8,), seed=s) for s in range(2)]
+def ensemble_dir(tmp_path_factory, togo15) -> str:
+    """A plain and a hybrid member, so the distributed path must build descriptors too."""
+    plain = LTCModel.from_backbone("megnet-eform", head_hidden=(8,), seed=0)
+    hybrid = LTCModel.from_backbone("megnet-eform", head_hidden=(8,), seed=1).with_descriptors()
+    hybrid.fit_descriptor_scaler(descriptor_matrix(togo15.atoms))
+    with torch.no_grad():
+        hybrid.head.layers[0].weight[:, hybrid.embedding_dim :].normal_(0.0, 0.1)
+    members = [plain, hybrid]
     path = tmp_path_factory.mktemp("ens") / "ens"
     LTCEnsemble(members).save(path)
     return str(path)
