@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -201,6 +202,18 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record_row(record: Path, dataset: str, name: str, row: dict) -> dict:
+    """Add one row to the JSON record and rewrite the table, under a lock: runs in parallel keep all rows."""
+    record.parent.mkdir(parents=True, exist_ok=True)
+    with open(record.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(record.read_text()) if record.exists() else {}
+        results.setdefault(dataset, {})[name] = row
+        record.write_text(json.dumps(results, indent=1))
+        (HERE / "studies.md").write_text(markdown(results))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -219,18 +232,10 @@ def main() -> None:
         prefix = "" if args.base == "two-stage" else f"{args.base} + "
         for name in args.variants:
             summary = run_variant(runner, args.base, name, dataset, args.n_splits)
-            results = (
-                json.loads(record.read_text()) if record.exists() else {}
-            )  # other runs may have added rows
-            results.setdefault(dataset, {})[prefix + name] = paired(reference, summary)
-            record.write_text(json.dumps(results, indent=1))
-            (HERE / "studies.md").write_text(markdown(results))
+            results = record_row(record, dataset, prefix + name, paired(reference, summary))
         for name in args.ensembles:
             summary = ensemble_summary(args.base, ENSEMBLES[name][1], dataset)
-            results = json.loads(record.read_text()) if record.exists() else {}
-            results.setdefault(dataset, {})[prefix + name] = paired(reference, summary)
-            record.write_text(json.dumps(results, indent=1))
-            (HERE / "studies.md").write_text(markdown(results))
+            results = record_row(record, dataset, prefix + name, paired(reference, summary))
     print(markdown(results))
 
 
