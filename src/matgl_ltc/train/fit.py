@@ -199,8 +199,10 @@ def fit(
         final = regression_metrics(dataset.labels[val_idx], final_pred)
     if keep == "best" and module.best_state is not None:
         model.load_state_dict(module.best_state)
+        val_pred = model.predict_graphs(val_graphs)
+    else:  # the kept weights are the final ones
+        val_pred = final_pred
     kept_epoch = module.best_epoch if keep == "best" else epochs - 1
-    val_pred = model.predict_graphs(val_graphs)
     train_pred = model.predict_graphs([cache.graphs[i] for i in train_idx])
     metrics: dict[str, Any] = {
         "dataset": dataset.name,
