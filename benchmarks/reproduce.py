@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from matgl_ltc.analysis.plots import recipes_figure
-from matgl_ltc.train.reproduce import PAPER_MAPE, reproduce
+from matgl_ltc.train.reproduce import PAPER_MAPE, REPRODUCE_RECIPES, reproduce
 
 HERE = Path(__file__).resolve().parent
 
@@ -70,11 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--recipes",
-        nargs="+",
-        default=["scratch", "pretrained", "two-stage", "aflow-only", "two-stage-hybrid"],
-    )
+    parser.add_argument("--recipes", nargs="+", default=list(REPRODUCE_RECIPES))
     parser.add_argument("--datasets", nargs="+", default=["togo15", "hh143", "mix"])
     parser.add_argument("--n-splits", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=None)
