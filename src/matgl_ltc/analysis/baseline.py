@@ -11,11 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..data.datasets import LTCDataset
-from ..data.descriptors import structure_descriptors
+from ..data.descriptors import descriptor_matrix
 from ..data.splits import Split
 from .metrics import regression_metrics
-
-descriptors = structure_descriptors  # the baseline's features: one definition, shared with the hybrid head
 
 
 def baseline_cross_validation(
@@ -24,7 +22,7 @@ def baseline_cross_validation(
     """Validation metrics of a gradient-boosting regressor on log10 κ, one entry per split."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    x = np.array([descriptors(a) for a in dataset.atoms])
+    x = descriptor_matrix(dataset.atoms)  # the hybrid head's features too
     y = np.log10(dataset.labels)
     results = []
     for split in splits:
