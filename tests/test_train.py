@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 
 import lightning as pl
 import numpy as np
@@ -13,7 +14,8 @@ import torch
 from matgl_ltc import LTCEnsemble, LTCModel, load_dataset
 from matgl_ltc.cli import main
 from matgl_ltc.data import random_splits
-from matgl_ltc.train import fit
+from matgl_ltc.train import TrainingDivergedError, fit
+from matgl_ltc.train.fit import check_trained
 
 METRICS = {"mape", "median_ape", "mae", "rmse", "r2", "log10_mae", "log10_rmse", "spearman"}
 
@@ -74,6 +76,30 @@ def test_training_lowers_the_loss(togo15):
     assert all(
         p.requires_grad for n, p in again.model.named_parameters() if n.startswith("backbone.embedding")
     )
+
+
+def test_a_diverged_training_fails_by_name_instead_of_saving_a_nan_model(tmp_path, togo15):
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(32, 16), seed=0)
+    with pytest.raises(TrainingDivergedError, match=r"togo15 split 0: training diverged.*lr=10"):
+        fit(model, togo15, 0, epochs=2, batch_size=16, lr=10.0, progress=False, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_collapsed_head_is_reported():
+    history = [{"epoch": 0, "train_loss": 1.6}]
+    with pytest.warns(RuntimeWarning, match="head collapsed"):
+        check_trained("aflow split 2", history, np.full(5, -0.99), np.full(5, -0.99), 2e-3)
+    with pytest.warns(RuntimeWarning, match="after the kept epoch.*from epoch 1"):
+        check_trained(
+            "x",
+            [*history, {"epoch": 1, "train_loss": float("nan")}],
+            np.arange(1.0, 4),
+            np.full(3, np.nan),
+            1,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a sound model: no warning, no error
+        check_trained("fine", history, np.arange(1.0, 4), np.arange(1.0, 4), 1e-3)
 
 
 def test_keep_last_keeps_the_final_epoch(togo15):

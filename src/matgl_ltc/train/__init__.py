@@ -1,6 +1,6 @@
 """Training: the Lightning module, ``fit`` for one model on one split, recipes and their runner."""
 
-from .fit import PAPER_DEFAULTS, FitResult, fit, resolve_split
+from .fit import PAPER_DEFAULTS, FitResult, TrainingDivergedError, fit, resolve_split
 from .lightning_module import LOSSES, LTCLightningModule
 from .recipes import Recipe, Stage, builtin_recipes, resolve_recipe
 from .runner import RecipeRunner, RunResult, run_models, run_recipe, summarize
@@ -14,6 +14,7 @@ __all__ = [
     "RecipeRunner",
     "RunResult",
     "Stage",
+    "TrainingDivergedError",
     "builtin_recipes",
     "fit",
     "resolve_recipe",

@@ -203,6 +203,7 @@ def fit(
     else:  # the kept weights are the final ones
         val_pred = final_pred
     kept_epoch = module.best_epoch if keep == "best" else epochs - 1
+    check_trained(f"{dataset.name} split {split.index}", module.history, val_pred, final_pred, lr)
     train_pred = model.predict_graphs([cache.graphs[i] for i in train_idx])
     metrics: dict[str, Any] = {
         "dataset": dataset.name,
@@ -254,6 +255,45 @@ def fit(
     if out_dir:
         save_fit(result, out_dir, split, dataset, val_idx, val_pred, final_pred)
     return result
+
+
+class TrainingDivergedError(RuntimeError):
+    """The kept weights predict NaN or infinity: the training diverged."""
+
+
+def check_trained(
+    where: str,
+    history: Sequence[dict[str, Any]],
+    kept: np.ndarray,
+    final: np.ndarray,
+    lr: float,
+) -> None:
+    """Fail on a diverged model and warn on a collapsed one, instead of saving either silently.
+
+    A learning rate too high for the loss makes the weights NaN (every later prediction is NaN);
+    a MAPE loss on labels far below the scaler's range can push the head's ReLUs dead, after
+    which it predicts one constant for every structure.
+    """
+    first_bad = next((int(row["epoch"]) for row in history if not np.isfinite(row["train_loss"])), None)
+    since = f" (the training loss is not finite from epoch {first_bad})" if first_bad is not None else ""
+    if not np.all(np.isfinite(kept)):
+        raise TrainingDivergedError(
+            f"{where}: training diverged, the model predicts NaN{since}; lower the learning rate (lr={lr:g})"
+        )
+    if not np.all(np.isfinite(final)):
+        warnings.warn(
+            f"{where}: training diverged after the kept epoch{since}; the final-epoch predictions "
+            "are NaN, the kept (best) weights are finite",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if kept.size > 1 and np.ptp(kept) <= 1e-6 * max(float(np.abs(kept).max()), 1.0):
+        warnings.warn(
+            f"{where}: every validation structure gets the same prediction ({kept[0]:.4g}): the head "
+            "collapsed (dead ReLUs); a lower learning rate or loss='log_l1' avoids it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _training_data(
