@@ -146,6 +146,28 @@ def test_stage_chaining_resume_and_reuse(tmp_path, aflow_subset, togo15):
     assert len(load_model(tmp_path / "hh")) == 2
 
 
+def test_per_split_fidelity_aware_pretraining_from_a_file(tmp_path, aflow_subset, togo15):
+    """The docs' joint-fidelity recipe, tiny: a target-set stage before the last runs per split."""
+    (tmp_path / "joint.toml").write_text(
+        f'[[stages]]\nname = "joint"\ndataset = "target"\ninit = "backbone:megnet-eform"\n'
+        f'replay = "{aflow_subset}"\nreplay_size = 40\nfidelity = 1\nloss = "log_l1"\nkeep = "last"\n'
+        "epochs = 1\nbatch_size = 64\nhead_hidden = [8]\n"
+        '[[stages]]\nname = "target"\ninit = "stage:joint"\ndescriptors = true\nepochs = 1\nbatch_size = 64\n'
+    )
+    result = RecipeRunner(tmp_path / "stages", progress=False).run(
+        str(tmp_path / "joint.toml"), togo15, tmp_path / "run", n_splits=2
+    )
+    assert not (tmp_path / "stages").exists()  # nothing shared between splits: each saw its own labels
+    for k, split in enumerate(random_splits(togo15.ids, n_splits=2)):
+        joint = json.loads((tmp_path / "run" / f"split_{k}" / "joint" / "metrics.json").read_text())
+        assert joint["split"]["n_train"] == len(split.train)  # validated on the target split only
+        assert joint["settings"]["replay_size"] == 40 and joint["settings"]["fidelity"] == 1
+        model = LTCModel.load(tmp_path / "run" / f"split_{k}" / "target" / "model")
+        assert model.metadata["initialised_from"] == str(tmp_path / "run" / f"split_{k}" / "joint" / "model")
+        assert model.state_index == 1 and model.uses_descriptors  # predicts at the phono3py fidelity
+    assert result.summary["n_splits"] == 2
+
+
 def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     path = tmp_path / "quick.toml"
     path.write_text(
