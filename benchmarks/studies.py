@@ -80,6 +80,10 @@ VARIANTS: dict[str, tuple] = {
         {"descriptors": True},
     ),
     "weight-decay-1e-4": ("Adam weight decay (L2) 1e-4", {"weight_decay": 1e-4}),
+    "paper-target": (
+        "the paper's target-stage settings: 300 epochs at batch 8 (AFLOW stage unchanged)",
+        {"epochs": 300, "batch_size": 8},
+    ),
     "head-128-64": (
         "head 128-64 instead of ParAIsite's 450-350-350 (3 AFLOW models retrained)",
         {},
