@@ -23,11 +23,11 @@ models already trained under ``benchmarks/out/inner_cv/``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
+from studies import cell, paired_difference, read_columns  # benchmarks/, beside this script
 
 from matgl_ltc.analysis.metrics import regression_metrics
 from matgl_ltc.data.datasets import load_dataset
@@ -55,12 +55,6 @@ def mape_optimal_scale(true: np.ndarray, pred: np.ndarray) -> float:
     order = np.argsort(ratio)
     weights = np.cumsum((1.0 / ratio)[order])
     return float(ratio[order][np.searchsorted(weights, 0.5 * weights[-1])])
-
-
-def read_columns(path: Path, *columns: str) -> list[np.ndarray]:
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    return [np.array([float(r[c]) for r in rows]) for c in columns]
 
 
 def main() -> None:
@@ -130,10 +124,7 @@ def main() -> None:
 
     def paired(rows: list[dict], variant: str, metric: str) -> str:
         ref = np.array([r["final"][metric] for r in rows])
-        var = np.array([r[variant][metric] for r in rows])
-        diff = var - ref
-        sem = diff.std(ddof=1) / np.sqrt(len(diff))
-        return f"{var.mean():.3f} ({diff.mean():+.3f} ± {sem:.3f}; {int(np.sum(diff < 0))}/{len(diff)})"
+        return cell(paired_difference(ref, np.array([r[variant][metric] for r in rows])))
 
     mean = {m: float(np.mean([r["final"][m] for r in rows])) for m in ("mape", "log10_mae")}
     lines = [

@@ -173,11 +173,35 @@ def ensemble_summary(base: str, members: list[str], dataset: str) -> dict:
     }
 
 
-def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true, kept-epoch prediction, final-epoch prediction) of one validation_predictions.csv."""
+def read_columns(path: Path, *columns: str) -> list[np.ndarray]:
+    """Numeric columns of a run's CSV (``validation_predictions.csv``, ``curve.csv``)."""
     with open(path) as handle:
         rows = list(csv.DictReader(handle))
-    return tuple(np.array([float(r[c]) for r in rows]) for c in ("ltc_true", "ltc_pred", "ltc_pred_final"))
+    return [np.array([float(r[c]) for r in rows]) for c in columns]
+
+
+def read_predictions(path: Path) -> list[np.ndarray]:
+    """(true, kept-epoch prediction, final-epoch prediction) of one validation_predictions.csv."""
+    return read_columns(path, "ltc_true", "ltc_pred", "ltc_pred_final")
+
+
+def paired_difference(reference: np.ndarray, variant: np.ndarray, lower: bool = True) -> dict:
+    """Means, the mean per-split difference with its standard error, and the splits improved."""
+    diff = variant - reference
+    return {
+        "reference": float(reference.mean()),
+        "variant": float(variant.mean()),
+        "mean_diff": float(diff.mean()),
+        "sem_diff": float(diff.std(ddof=1) / np.sqrt(len(diff))),
+        "wins": int(np.sum(diff < 0) if lower else np.sum(diff > 0)),
+        "n": len(diff),
+    }
+
+
+def cell(comparison: dict) -> str:
+    """A table cell: variant mean (paired difference ± its standard error; splits improved)."""
+    c = comparison
+    return f"{c['variant']:.3f} ({c['mean_diff']:+.3f} ± {c['sem_diff']:.3f}; {c['wins']}/{c['n']})"
 
 
 def paired(reference: dict, variant: dict) -> dict:
@@ -185,16 +209,7 @@ def paired(reference: dict, variant: dict) -> dict:
     for protocol, metric, lower in COMPARED:
         var = np.array(variant[protocol][metric]["values"])
         ref = np.array(reference[protocol][metric]["values"])[: len(var)]  # a pilot on the first splits
-        diff = var - ref
-        wins = int(np.sum(diff < 0) if lower else np.sum(diff > 0))
-        out[f"{protocol}/{metric}"] = {
-            "reference": float(ref.mean()),
-            "variant": float(var.mean()),
-            "mean_diff": float(diff.mean()),
-            "sem_diff": float(diff.std(ddof=1) / np.sqrt(len(diff))),
-            "wins": wins,
-            "n": len(diff),
-        }
+        out[f"{protocol}/{metric}"] = paired_difference(ref, var, lower)
     return out
 
 
@@ -217,10 +232,7 @@ def markdown(results: dict) -> str:
     ]
     for dataset, variants in results.items():
         for name, cmp in variants.items():
-            cells = [
-                f"{c['variant']:.3f} ({c['mean_diff']:+.3f} ± {c['sem_diff']:.3f}; {c['wins']}/{c['n']})"
-                for c in cmp.values()
-            ]
+            cells = [cell(c) for c in cmp.values()]
             base, _, short = name.rpartition(" + ")
             what = (VARIANTS.get(short) or ENSEMBLES[short])[0]
             lines.append(
