@@ -14,8 +14,10 @@ import torch
 from matgl_ltc import LTCEnsemble, LTCModel, load_dataset
 from matgl_ltc.cli import main
 from matgl_ltc.data import random_splits
+from matgl_ltc.data.transform import LogStandardScaler
 from matgl_ltc.train import TrainingDivergedError, fit
 from matgl_ltc.train.fit import check_trained
+from matgl_ltc.train.lightning_module import LTCLightningModule
 
 METRICS = {"mape", "median_ape", "mae", "rmse", "r2", "log10_mae", "log10_rmse", "spearman"}
 
@@ -100,6 +102,41 @@ def test_a_collapsed_head_is_reported():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a sound model: no warning, no error
         check_trained("fine", history, np.arange(1.0, 4), np.arange(1.0, 4), 1e-3)
+
+
+def test_the_mape_loss_keeps_a_gradient_where_predictions_are_far_below_zero(togo15):
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(16,), seed=0)
+    model.transform = LogStandardScaler.fit(togo15.labels)
+    module = LTCLightningModule(model)
+    z = torch.linspace(-40.0, 5.0, 4001, dtype=torch.float64, requires_grad=True)
+    seen = module.kappa_for_loss(z)
+    exact = model.to_kappa(z)
+    above = exact.detach() >= -0.9
+    # untouched wherever κ̂ ≥ -0.9 W/m/K (every label is > 0), continuous below
+    assert torch.equal(seen[above], exact[above]) and above.any() and (~above).any()
+    assert np.all(np.diff(seen.detach().numpy()) > 0)
+    # deep below, the plain inverse is flat (the trap); the loss still pulls the head up
+    kappa = torch.full_like(z, 2.0)
+    (g_seen,) = torch.autograd.grad(torch.sum(torch.abs(seen - kappa) / kappa), z)
+    (g_exact,) = torch.autograd.grad(torch.sum(torch.abs(exact - kappa) / kappa), z)
+    assert g_seen[0] < 0 and abs(g_exact[0]) < 1e-12 * abs(g_seen[0])
+    assert torch.allclose(g_seen[~above], g_seen[0])
+
+
+def test_a_fresh_head_climbs_out_of_negative_predictions_at_batch_8(togo15):
+    # the single-split CLI's (and the paper's) batch size: the first epoch's MAPE pull towards small κ
+    # overshoots below every label; with the plain inverse the head stayed at κ̂ ≈ -1 W/m/K for good
+    model = LTCModel.from_backbone("megnet-eform", seed=42)
+    result = fit(model, togo15, 0, epochs=20, batch_size=8, seed=42, keep="last", progress=False)
+    assert result.history[0]["val_log10_mae"] > 1
+    assert np.all(result.model.predict(togo15.atoms) > 0)
+    assert result.metrics["validation"]["log10_mae"] < 0.4
+
+
+def test_predictions_below_zero_are_reported():
+    history = [{"epoch": 0, "train_loss": 0.9}]
+    with pytest.warns(RuntimeWarning, match=r"2 of 3 validation structures get κ ≤ 0 W/m/K"):
+        check_trained("togo15 split 0", history, np.array([-0.5, 0.0, 3.0]), np.ones(3), 1e-3)
 
 
 def test_keep_last_keeps_the_final_epoch(togo15):

@@ -176,6 +176,8 @@ def fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        # Lightning 2.6 builds torch's deprecated LeafSpec once per batch; nothing a user can act on
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
         val_data = GraphLabelDataset([cache.graphs[i] for i in val_idx], dataset.labels[val_idx])
         trainer.fit(
             module, loader(train_data, True, batch_size), loader(val_data, False, max(batch_size, 64))
@@ -272,7 +274,8 @@ def check_trained(
 
     A learning rate too high for the loss makes the weights NaN (every later prediction is NaN);
     a MAPE loss on labels far below the scaler's range can push the head's ReLUs dead, after
-    which it predicts one constant for every structure.
+    which it predicts one constant for every structure; a run stopped while MAPE's pull towards
+    small κ still has the head below every label predicts κ ≤ 0.
     """
     first_bad = next((int(row["epoch"]) for row in history if not np.isfinite(row["train_loss"])), None)
     since = f" (the training loss is not finite from epoch {first_bad})" if first_bad is not None else ""
@@ -291,6 +294,14 @@ def check_trained(
         warnings.warn(
             f"{where}: every validation structure gets the same prediction ({kept[0]:.4g}): the head "
             "collapsed (dead ReLUs); a lower learning rate or loss='log_l1' avoids it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    elif np.any(kept <= 0):
+        warnings.warn(
+            f"{where}: {int(np.sum(kept <= 0))} of {kept.size} validation structures get κ ≤ 0 W/m/K "
+            "(unphysical): the head is still below the labels' range; train longer, with a larger "
+            "batch or a lower learning rate",
             RuntimeWarning,
             stacklevel=3,
         )

@@ -18,6 +18,8 @@ from ..data.graphs import collate_graphs
 from ..model.ltc_model import LTCModel
 
 LOSSES = ("mape", "log_mse", "log_l1")
+#: log10(κ̂ + 1) below which the MAPE loss continues κ̂ linearly (κ̂ = -0.9 W/m/K)
+_LOG10_JOIN = -1.0
 
 
 class GraphLabelDataset(Dataset):
@@ -95,11 +97,27 @@ class LTCLightningModule(pl.LightningModule):
 
     def loss(self, z: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
         if self.loss_name == "mape":
-            return torch.mean(torch.abs(self.model.to_kappa(z) - kappa) / kappa)
+            return torch.mean(torch.abs(self.kappa_for_loss(z) - kappa) / kappa)
         target = (torch.log10(kappa + 1.0) - self.model.target_mean) / self.model.target_std
         if self.loss_name == "log_mse":
             return torch.mean((z - target) ** 2)
         return torch.mean(torch.abs(z - target))
+
+    def kappa_for_loss(self, z: torch.Tensor) -> torch.Tensor:
+        """κ̂ as the MAPE loss sees it: exact down to -0.9 W/m/K, continued linearly in z below.
+
+        The exact inverse flattens as κ̂ → -1 (its slope is ∝ κ̂ + 1), so a head that MAPE's
+        pull towards small κ drives far into negative predictions gets no gradient back and
+        stays there: every prediction ≈ -1 W/m/K, MAPE ≈ 1 (at batch 8 this happened from the
+        first epoch). Below κ̂ = -0.9 the continuation keeps the slope it has there, so the loss
+        pushes the head back out. Above it nothing changes: a run that never goes that low
+        trains exactly as with the plain inverse.
+        """
+        kappa = self.model.to_kappa(z)
+        mean, std = self.model.target_mean, self.model.target_std
+        z_join = (_LOG10_JOIN - mean) / std  # where κ̂ + 1 = 10**_LOG10_JOIN
+        slope = math.log(10.0) * std * 10.0**_LOG10_JOIN  # dκ̂/dz there
+        return torch.where(z >= z_join, kappa, 10.0**_LOG10_JOIN - 1.0 + slope * (z - z_join))
 
     def training_step(self, batch: tuple[Batch, torch.Tensor], batch_idx: int) -> torch.Tensor:
         graphs, kappa = batch
