@@ -297,7 +297,7 @@ def check_trained(
             RuntimeWarning,
             stacklevel=3,
         )
-    elif np.any(kept <= 0):
+    elif np.mean(kept <= 0) >= 0.1:  # one stray tiny-κ structure below zero is not this
         warnings.warn(
             f"{where}: {int(np.sum(kept <= 0))} of {kept.size} validation structures get κ ≤ 0 W/m/K "
             "(unphysical): the head is still below the labels' range; train longer, with a larger "
