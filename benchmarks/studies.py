@@ -111,11 +111,26 @@ VARIANTS: dict[str, tuple] = {
         f"seed-{seed}": (f"the base recipe with seed {seed} (a member of a seed ensemble)", {"seed": seed})
         for seed in range(42, 47)
     },
+    **{
+        f"paper-target-seed-{seed}": (
+            f"the paper's target-stage settings (300 epochs at batch 8) with seed {seed}",
+            {"epochs": 300, "batch_size": 8, "seed": seed},
+        )
+        for seed in range(43, 47)
+    },
 }
 #: name → (what it is, seed variants whose validation predictions are averaged per split)
 ENSEMBLES: dict[str, tuple[str, list[str]]] = {
     "seeds-3": ("geometric mean of 3 seeds (42-44) per split", [f"seed-{s}" for s in range(42, 45)]),
     "seeds-5": ("geometric mean of 5 seeds (42-46) per split", [f"seed-{s}" for s in range(42, 47)]),
+    "paper-target-seeds-3": (
+        "geometric mean of 3 seeds (42-44) per split, each with the paper's target-stage settings",
+        ["paper-target", "paper-target-seed-43", "paper-target-seed-44"],
+    ),
+    "paper-target-seeds-5": (
+        "geometric mean of 5 seeds (42-46) per split, each with the paper's target-stage settings",
+        ["paper-target", *(f"paper-target-seed-{s}" for s in range(43, 47))],
+    ),
 }
 #: (protocol, metric, lower is better)
 COMPARED = [
