@@ -201,6 +201,8 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     assert evaluation["n_members"] == 2 and evaluation["n_structures"] == 143
 
 
+# one epoch from a fresh head leaves MAPE's first overshoot below zero, which fit rightly reports
+@pytest.mark.filterwarnings("ignore:.*validation structures get κ ≤ 0:RuntimeWarning")
 def test_reproduce_table(tmp_path):
     from matgl_ltc.train.reproduce import reproduce
 
