@@ -126,9 +126,9 @@ def test_the_mape_loss_keeps_a_gradient_where_predictions_are_far_below_zero(tog
 def test_a_fresh_head_climbs_out_of_negative_predictions_at_batch_8(togo15):
     # the single-split CLI's (and the paper's) batch size: here the first epoch's MAPE pull towards
     # small κ overshoots below every label (validation log10-MAE ≈ 7 after epoch 0); with the plain
-    # inverse the head stayed at κ̂ ≈ -1 W/m/K for good (59 of 95 predictions ≤ 0 after 20 epochs)
+    # inverse the head stayed at κ̂ ≈ -1 W/m/K for good (59 of 95 predictions ≤ 0 after 20 epochs, 49 after 30)
     model = LTCModel.from_backbone("megnet-eform", seed=42)
-    result = fit(model, togo15, 0, epochs=20, batch_size=8, seed=42, keep="last", progress=False)
+    result = fit(model, togo15, 0, epochs=30, batch_size=8, seed=42, keep="last", progress=False)
     assert np.all(result.model.predict(togo15.atoms) > 0)
     assert result.metrics["validation"]["log10_mae"] < 0.4
 
