@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from matgl_ltc.analysis.metrics import regression_metrics
+from matgl_ltc.train.fit import PAPER_DEFAULTS
 from matgl_ltc.train.recipes import resolve_recipe
 from matgl_ltc.train.runner import RecipeRunner
 
@@ -40,6 +41,9 @@ EARLY_LAYERS = (
     "backbone.state_encoder",
     "backbone.blocks.0",
 )
+
+#: the paper's target-stage settings (300 epochs at batch 8)
+PAPER_TARGET = {k: PAPER_DEFAULTS[k] for k in ("epochs", "batch_size")}
 
 #: name → (what changes, overrides of the target stage[, overrides of the AFLOW stage])
 VARIANTS: dict[str, tuple] = {
@@ -82,7 +86,7 @@ VARIANTS: dict[str, tuple] = {
     "weight-decay-1e-4": ("Adam weight decay (L2) 1e-4", {"weight_decay": 1e-4}),
     "paper-target": (
         "the paper's target-stage settings: 300 epochs at batch 8 (AFLOW stage unchanged)",
-        {"epochs": 300, "batch_size": 8},
+        PAPER_TARGET,
     ),
     "head-128-64": (
         "head 128-64 instead of ParAIsite's 450-350-350 (3 AFLOW models retrained)",
@@ -114,7 +118,7 @@ VARIANTS: dict[str, tuple] = {
     **{
         f"paper-target-seed-{seed}": (
             f"the paper's target-stage settings (300 epochs at batch 8) with seed {seed}",
-            {"epochs": 300, "batch_size": 8, "seed": seed},
+            {**PAPER_TARGET, "seed": seed},
         )
         for seed in range(43, 47)
     },
