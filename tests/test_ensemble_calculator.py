@@ -10,6 +10,7 @@ from ase.build import bulk
 
 from matgl_ltc import LTCCalculator, LTCEnsemble, LTCModel, ModelLoadError, load_model
 from matgl_ltc.analysis.calibration import calibrate, fit_sigma_scale, uncertainty_report
+from matgl_ltc.model import point_estimate
 from matgl_ltc.train import Recipe, Stage
 from matgl_ltc.train.runner import RecipeRunner
 
@@ -38,6 +39,49 @@ def test_mean_and_var_are_those_of_the_members(ensemble, togo15):
     np.testing.assert_allclose(pred.std, 1.5 * np.sqrt(pred.var), rtol=1e-6)
     assert pred.members.shape == (10, 3) and pred.ids == togo15.ids[:10]
     assert np.all(pred.var > 0)  # members trained on different splits disagree
+
+
+def test_point_estimates_of_real_members(ensemble, togo15):
+    pred = ensemble.predict(togo15.atoms[:12])
+    logs = np.log(pred.members)
+    np.testing.assert_allclose(pred.geometric_mean, np.exp(logs.mean(axis=1)), rtol=1e-9)
+    np.testing.assert_allclose(
+        pred.estimate("min_mape"), pred.geometric_mean * np.exp(-logs.var(axis=1, ddof=1))
+    )
+    # mean ≥ geometric (AM-GM) ≥ min_mape, strictly where members disagree
+    assert np.all(pred.mean > pred.geometric_mean) and np.all(pred.geometric_mean > pred.min_mape)
+    one = LTCEnsemble(ensemble.members[:1]).predict(togo15.atoms[:12])
+    np.testing.assert_allclose(one.min_mape, one.mean, rtol=1e-9)  # one member: nothing to lean on
+    with pytest.raises(ValueError, match="unknown estimate 'median'"):
+        pred.estimate("median")
+
+
+@pytest.mark.parametrize("estimate", ["mean", "min_mape"])
+def test_cli_predict_prints_the_chosen_estimate(run_dir, ensemble, capsys, estimate):
+    from importlib import resources
+
+    import ase.io
+
+    from matgl_ltc.cli import main
+
+    cif = str(resources.files("matgl_ltc") / "examples" / "PbTe.cif")
+    assert main(["predict", cif, "--model", str(run_dir), "--estimate", estimate]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("PbTe"))
+    expected = ensemble.predict([ase.io.read(cif)]).estimate(estimate)[0]
+    assert float(row.split()[2]) == pytest.approx(expected, rel=1e-3)
+
+
+def test_min_mape_estimate_minimises_percentage_error_under_lognormal_spread():
+    rng = np.random.default_rng(1)
+    for mu, s in [(1.0, 0.3), (3.0, 0.6), (-0.5, 0.9)]:
+        members = np.exp(rng.normal(mu, s, size=(1, 40000)))
+        estimate = point_estimate(members, "min_mape")[0]
+        candidates = np.exp(mu + np.linspace(-2 * s, s, 301))
+        mape = np.abs(candidates[:, None] - members) / members
+        best = candidates[np.argmin(mape.mean(axis=1))]
+        assert estimate == pytest.approx(best, rel=0.03)
+        assert estimate == pytest.approx(np.exp(mu - s**2), rel=0.03)
+        assert point_estimate(members, "geometric")[0] == pytest.approx(np.exp(mu), rel=0.02)
 
 
 def test_load_model_by_path_run_and_ensemble_dir(tmp_path, run_dir, ensemble, togo15):

@@ -7,11 +7,12 @@ from .backbones import (
     load_pretrained_megnet,
     pretrained_dir,
 )
-from .ensemble import EnsemblePrediction, LTCEnsemble
+from .ensemble import ESTIMATES, EnsemblePrediction, LTCEnsemble, point_estimate
 from .loading import list_models, load_model
 from .ltc_model import LTCModel, ModelLoadError
 
 __all__ = [
+    "ESTIMATES",
     "BackboneSpec",
     "EnsemblePrediction",
     "LTCEnsemble",
@@ -22,5 +23,6 @@ __all__ = [
     "list_models",
     "load_model",
     "load_pretrained_megnet",
+    "point_estimate",
     "pretrained_dir",
 ]
