@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from matgl_ltc import LTCModel, load_model
+from matgl_ltc.analysis.metrics import regression_metrics
 from matgl_ltc.cli import main
 from matgl_ltc.data import random_splits
+from matgl_ltc.model import point_estimate
 from matgl_ltc.train import Recipe, Stage, builtin_recipes, resolve_recipe
 from matgl_ltc.train.recipes import stage_fingerprint
 from matgl_ltc.train.runner import RecipeRunner, run_models
@@ -91,6 +95,9 @@ def test_recipe_from_toml_and_yaml(tmp_path):
         ({"name": "x", "stages": [{"name": "a", "dataset": "hh143"}]}, "last stage must train on 'target'"),
         ({"name": "x", "stages": [{"name": "target", "epoch": 3}]}, "unknown setting"),
         ({"name": "x", "stages": []}, "no stage"),
+        ({"name": "x", "members": 0, "stages": [{"name": "target"}]}, "members must be at least 1"),
+        ({"name": "x", "estimate": "median", "stages": [{"name": "target"}]}, "estimate must be one of"),
+        ({"name": "x", "seeds": 3, "stages": [{"name": "target"}]}, r"unknown setting\(s\) \['seeds'\]"),
     ],
 )
 def test_bad_recipes_are_clear_errors(bad, message):
@@ -146,6 +153,47 @@ def test_stage_chaining_resume_and_reuse(tmp_path, aflow_subset, togo15):
     assert len(load_model(tmp_path / "hh")) == 2
 
 
+def test_seed_members_per_split(tmp_path, togo15):
+    """members=2: the last stage twice per split (seeds 42, 43), each split scored on their combination."""
+    recipe = Recipe(
+        "tiny-members",
+        (Stage("target", init="backbone:megnet-eform", epochs=2, batch_size=32, head_hidden=(8,)),),
+        members=2,
+        estimate="min_mape",
+    )
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
+    result = RecipeRunner(progress=False).run(recipe, togo15, tmp_path / "run", n_splits=2)
+    for k, split in enumerate(random_splits(togo15.ids, n_splits=2)):
+        folder = tmp_path / "run" / f"split_{k}"
+        seeds = [
+            json.loads((folder / name / "metrics.json").read_text())["settings"]["seed"]
+            for name in ("target", "target_member1")
+        ]
+        assert seeds == [42, 43]
+        models = [LTCModel.load(folder / name / "model") for name in ("target", "target_member1")]
+        validation = [togo15.atoms[i] for i in togo15.indices(split.validation)]
+        members = np.stack([m.predict(validation) for m in models], axis=1)
+        assert not np.allclose(members[:, 0], members[:, 1])  # two seeds, two models
+        combined = point_estimate(members, "min_mape")  # the kept weights' predictions
+        with open(folder / "ensemble" / "validation_predictions.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        np.testing.assert_allclose([float(r["ltc_pred"]) for r in rows], combined, rtol=1e-4)
+        scored = json.loads((folder / "ensemble" / "metrics.json").read_text())
+        assert scored["validation"]["mape"] == pytest.approx(
+            regression_metrics(togo15.labels[togo15.indices(split.validation)], combined)["mape"], rel=1e-3
+        )
+        assert result.per_split[k]["final_validation"] == scored["final_validation"]
+    assert result.summary["unbiased"]["mape"]["values"] == [
+        m["final_validation"]["mape"] for m in result.per_split
+    ]
+    assert (tmp_path / "run" / "parity.png").exists()
+    # the run is one ensemble of every member; a rerun trains nothing
+    assert len(run_models(tmp_path / "run")) == 4 and len(load_model(tmp_path / "run")) == 4
+    logs: list[str] = []
+    RecipeRunner(progress=False, log=logs.append).run(recipe, togo15, tmp_path / "run", n_splits=2)
+    assert sum("already trained" in line for line in logs) == 4
+
+
 def test_per_split_fidelity_aware_pretraining_from_a_file(tmp_path, aflow_subset, togo15):
     """The docs' joint-fidelity recipe, tiny: a target-set stage before the last runs per split."""
     (tmp_path / "joint.toml").write_text(
@@ -185,6 +233,10 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
                 "togo15",
                 "--n-splits",
                 "2",
+                "--members",
+                "2",
+                "--estimate",
+                "min_mape",
                 "--out",
                 str(out),
                 "--no-progress",
@@ -194,11 +246,13 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipe"] == "quick" and summary["n_splits"] == 2
-    assert (out / "split_1" / "target" / "curve.csv").exists()
+    assert json.loads((out / "recipe.json").read_text())["members"] == 2
+    assert (out / "split_1" / "target_member1" / "curve.csv").exists()
+    assert json.loads((out / "split_1" / "ensemble" / "metrics.json").read_text())["estimate"] == "min_mape"
     capsys.readouterr()
     assert main(["evaluate", str(out), "--dataset", "hh143", "--out", str(tmp_path / "ev.json")]) == 0
     evaluation = json.loads((tmp_path / "ev.json").read_text())
-    assert evaluation["n_members"] == 2 and evaluation["n_structures"] == 143
+    assert evaluation["n_members"] == 4 and evaluation["n_structures"] == 143
 
 
 # one epoch from a fresh head leaves MAPE's first overshoot below zero, which fit rightly reports

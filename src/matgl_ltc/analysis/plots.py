@@ -14,8 +14,14 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def run_figures(run_dir: str | os.PathLike, stage: str = "target") -> list[Path]:
-    """Write ``learning_curve.{png,svg}`` and ``parity.{png,svg}`` into a run folder."""
+def run_figures(
+    run_dir: str | os.PathLike, stage: str = "target", predictions: str | None = None
+) -> list[Path]:
+    """Write ``learning_curve.{png,svg}`` and ``parity.{png,svg}`` into a run folder.
+
+    The curves are ``stage``'s; the parity plot reads the ``predictions`` folder of each split
+    (default ``stage``; ``ensemble`` for a run with several members per split).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,7 +60,7 @@ def run_figures(run_dir: str | os.PathLike, stage: str = "target") -> list[Path]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     true, pred = [], []
     for folder in splits:
-        rows = _read_csv(folder / "validation_predictions.csv")
+        rows = _read_csv(folder.parent / (predictions or stage) / "validation_predictions.csv")
         true += [float(r["ltc_true"]) for r in rows]
         pred += [float(r["ltc_pred"]) for r in rows]
     true_a, pred_a = np.array(true), np.clip(np.array(pred), 1e-3, None)

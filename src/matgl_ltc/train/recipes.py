@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..model.ensemble import ESTIMATES
+
 TARGET = "target"
 
 
@@ -129,13 +131,21 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named chain of stages; the last one trains on the target set."""
+    """A named chain of stages; the last one trains on the target set.
+
+    ``members`` > 1 trains the last stage that many times per split, with seeds ``seed``,
+    ``seed + 1``, ..., and scores each split on their combined prediction, made with
+    ``estimate`` (``mean``, ``geometric`` or ``min_mape``, as in
+    :func:`matgl_ltc.model.point_estimate`).
+    """
 
     name: str
     stages: tuple[Stage, ...]
     description: str = ""
     paper_name: str = ""
     tags: dict[str, Any] = field(default_factory=dict, compare=False)
+    members: int = 1
+    estimate: str = "geometric"
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -151,7 +161,14 @@ class Recipe:
                 )
         if not self.stages[-1].is_target:
             raise ValueError(f"recipe {self.name!r}: the last stage must train on 'target'")
+        if int(self.members) < 1:
+            raise ValueError(f"recipe {self.name!r}: members must be at least 1, not {self.members}")
+        if self.estimate not in ESTIMATES:
+            raise ValueError(
+                f"recipe {self.name!r}: estimate must be one of {ESTIMATES}, not {self.estimate!r}"
+            )
         object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "members", int(self.members))
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -162,12 +179,14 @@ class Recipe:
         return replace(self, stages=tuple(replace(s, **overrides) for s in self.stages))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "paper_name": self.paper_name,
-            "stages": [s.to_dict() for s in self.stages],
         }
+        if self.members > 1:  # one-member recipes keep the record they always had
+            data.update(members=self.members, estimate=self.estimate)
+        return {**data, "stages": [s.to_dict() for s in self.stages]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Recipe:
@@ -182,11 +201,16 @@ class Recipe:
             stages.append(Stage(**raw))
         if "name" not in data:
             raise ValueError("a recipe needs a 'name'")
+        unknown = set(data) - {"name", "description", "paper_name", "members", "estimate", "stages"}
+        if unknown:
+            raise ValueError(f"recipe {data['name']!r}: unknown setting(s) {sorted(unknown)}")
         return cls(
             str(data["name"]),
             tuple(stages),
             str(data.get("description", "")),
             str(data.get("paper_name", "")),
+            members=int(data.get("members", 1)),
+            estimate=str(data.get("estimate", "geometric")),
         )
 
     @classmethod

@@ -29,6 +29,7 @@ from ..data.datasets import LTCDataset, load_dataset
 from ..data.splits import Split, random_splits, save_splits
 from ..model.ltc_model import LTCModel
 from .fit import fit
+from .members import ENSEMBLE_FOLDER, member_folders, member_stages, score_members
 from .recipes import Recipe, Stage, resolve_recipe, stage_fingerprint
 
 PROTOCOLS = {"best_epoch": "validation", "unbiased": "final_validation"}
@@ -132,6 +133,23 @@ class RecipeRunner:
         partial.rename(folder)
         return float(result.metrics["wall_time_s"])
 
+    def _ensure_stage(
+        self,
+        stage: Stage,
+        data: LTCDataset,
+        split: Split,
+        folder: Path,
+        models: dict[str, Path],
+        recipe: Recipe,
+    ) -> float:
+        """Train ``stage`` into ``folder`` unless a finished one is there; the seconds spent."""
+        if _stage_done(folder):
+            self.log(f"  stage {stage.name}: {folder} already trained, reusing it")
+            return 0.0
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        start = models[stage.init_ref] if stage.init_kind == "stage" else None
+        return self._train_stage(stage, data, split, folder, start, recipe)
+
     def run(
         self,
         recipe: Recipe | str,
@@ -155,7 +173,7 @@ class RecipeRunner:
         for k, split in enumerate(target_splits):
             models: dict[str, Path] = {}
             wall = 0.0
-            for stage in recipe.stages:
+            for stage in recipe.stages[:-1]:
                 if stage.is_target:
                     data, stage_split = target, split
                     folder = out / f"split_{k}" / stage.name
@@ -167,15 +185,17 @@ class RecipeRunner:
                     folder = (
                         cache / f"{data.name}-{stage.name}-{stage_fingerprint(recipe, stage)}" / f"split_{j}"
                     )
-                start = models[stage.init_ref] if stage.init_kind == "stage" else None
-                if _stage_done(folder):
-                    self.log(f"  stage {stage.name}: {folder} already trained, reusing it")
-                else:
-                    folder.parent.mkdir(parents=True, exist_ok=True)
-                    wall += self._train_stage(stage, data, stage_split, folder, start, recipe)
+                wall += self._ensure_stage(stage, data, stage_split, folder, models, recipe)
                 models[stage.name] = folder / "model"
                 used.add(folder)
-            final = json.loads((out / f"split_{k}" / recipe.stages[-1].name / "metrics.json").read_text())
+            for name, stage in member_stages(recipe):
+                folder = out / f"split_{k}" / name
+                wall += self._ensure_stage(stage, target, split, folder, models, recipe)
+                used.add(folder)
+            if recipe.members > 1:
+                final = score_members(out / f"split_{k}", recipe)
+            else:
+                final = json.loads((out / f"split_{k}" / recipe.stages[-1].name / "metrics.json").read_text())
             final["stages_wall_time_s"] = wall
             per_split.append(final)
 
@@ -190,7 +210,7 @@ class RecipeRunner:
         (out / "summary.md").write_text(summary_markdown(recipe.name, target.name, summary))
         from ..analysis.plots import run_figures
 
-        run_figures(out, recipe.stages[-1].name)
+        run_figures(out, recipe.stages[-1].name, ENSEMBLE_FOLDER if recipe.members > 1 else None)
         return RunResult(out, recipe, target.name, per_split, summary)
 
 
@@ -210,11 +230,12 @@ def run_recipe(
 
 
 def run_models(run_dir: str | os.PathLike) -> list[Path]:
-    """Model folders of a run's final stage, one per split, in split order."""
+    """Model folders of a run's final stage, in split order (a split's seed members together)."""
     run = Path(run_dir)
     recipe = json.loads((run / "recipe.json").read_text())
-    last = recipe["stages"][-1]["name"]
-    found = sorted(run.glob(f"split_*/{last}/model"), key=lambda p: int(p.parent.parent.name.split("_")[1]))
+    names = member_folders(recipe["stages"][-1]["name"], int(recipe.get("members", 1)))
+    splits = sorted(run.glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
+    found = [p / name / "model" for p in splits for name in names if (p / name / "model").is_dir()]
     if not found:
-        raise FileNotFoundError(f"{run} holds no trained model (no split_*/{last}/model)")
+        raise FileNotFoundError(f"{run} holds no trained model (no split_*/{names[0]}/model)")
     return found
