@@ -118,6 +118,9 @@ def test_calculator_contract(ensemble):
     members = calc.get_property("ltc_members", atoms)
     assert kappa == pytest.approx(np.mean(members)) and len(members) == 3
     assert calc.get_property("ltc_var", atoms) == pytest.approx(np.var(members))
+    logs = np.log(members)
+    assert calc.get_property("ltc_geometric", atoms) == pytest.approx(np.exp(logs.mean()))
+    assert calc.get_property("ltc_min_mape", atoms) == pytest.approx(np.exp(logs.mean() - logs.var(ddof=1)))
     assert calc.get_ltc_std(atoms) == pytest.approx(1.5 * np.std(members), rel=1e-6)
     # cached: the same Atoms does not recompute
     calc.results["ltc"] = -1.0
@@ -168,6 +171,7 @@ def test_shipped_ensembles_load_by_name_and_default():
     default = load_model()
     assert isinstance(default, LTCEnsemble) and len(default) == 9
     assert default.metadata["name"] == "LTC-MEGNet-Togo15-hybrid" and default.sigma_scale > 0
+    assert default.default_estimate == "mean"  # the paper's mTC unless asked otherwise
     assert all(m.uses_descriptors for m in default.members)
     assert not load_model("LTC-MEGNet-Togo15-2stage").uses_descriptors  # the paper's recipe, kept
     mix = load_model("LTC-MEGNet-MIX-2stage")

@@ -189,6 +189,7 @@ def test_seed_members_per_split(tmp_path, togo15):
     assert (tmp_path / "run" / "parity.png").exists()
     # the run is one ensemble of every member; a rerun trains nothing
     assert len(run_models(tmp_path / "run")) == 4 and len(load_model(tmp_path / "run")) == 4
+    assert load_model(tmp_path / "run").default_estimate == "min_mape"  # what the run was scored with
     logs: list[str] = []
     RecipeRunner(progress=False, log=logs.append).run(recipe, togo15, tmp_path / "run", n_splits=2)
     assert sum("already trained" in line for line in logs) == 4

@@ -18,6 +18,9 @@ class LTCCalculator(Calculator):
     Properties (W m⁻¹ K⁻¹):
 
     - ``ltc``: ensemble mean κ_L (the paper's mTC);
+    - ``ltc_geometric``: the members' geometric mean; ``ltc_min_mape``: the estimate with the
+      least expected percentage error, lower where the members disagree
+      (:func:`matgl_ltc.model.point_estimate`);
     - ``ltc_std``: calibrated standard deviation over members; ``ltc_std_raw`` the raw one;
     - ``ltc_var``: variance over members (var pTC);
     - ``ltc_members``: one prediction per member (array of length k);
@@ -35,6 +38,8 @@ class LTCCalculator(Calculator):
 
     implemented_properties: ClassVar[list[str]] = [
         "ltc",
+        "ltc_geometric",
+        "ltc_min_mape",
         "ltc_std",
         "ltc_std_raw",
         "ltc_var",
@@ -60,6 +65,8 @@ class LTCCalculator(Calculator):
         prediction = self.ensemble.predict([self.atoms])
         self.results = {
             "ltc": float(prediction.mean[0]),
+            "ltc_geometric": float(prediction.geometric_mean[0]),
+            "ltc_min_mape": float(prediction.min_mape[0]),
             "ltc_std": float(prediction.std[0]),
             "ltc_std_raw": float(prediction.std_raw[0]),
             "ltc_var": float(prediction.var[0]),

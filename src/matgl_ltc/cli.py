@@ -175,8 +175,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         folder = Path(str(resources.files("matgl_ltc") / "examples"))
         files += sorted(str(p) for p in folder.glob("*.cif"))
     name = ensemble.metadata.get("name") or args.model or "default"
+    estimate = args.estimate or ensemble.default_estimate
     print(
-        f"κ_L at 300 K with {name} ({len(ensemble)} model(s)), {args.estimate} of the members; "
+        f"κ_L at 300 K with {name} ({len(ensemble)} model(s)), {estimate} of the members; "
         "± σ is the calibrated ensemble spread"
     )
     status = 0
@@ -197,7 +198,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if pred.out_of_domain[0]
                 else ""
             )
-            kappa = pred.estimate(args.estimate)[0]
+            kappa = pred.estimate(estimate)[0]
             print(f"{record.id:<28} {formula:<14} {kappa:>12.4g} {pred.std[0]:>9.3g}  {note}")
     return status
 
@@ -362,9 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--estimate",
         choices=ESTIMATE_CHOICES,
-        default="mean",
-        help="mean (the paper's mTC, default), geometric (the members' geometric mean) or min_mape "
-        "(leans low where members disagree: the least expected percentage error)",
+        default=None,
+        help="mean (the paper's mTC), geometric (the members' geometric mean) or min_mape (leans low "
+        "where members disagree: the least expected percentage error); default: the estimate the "
+        "model's recipe was scored with, else mean",
     )
     predict.set_defaults(func=cmd_predict)
 

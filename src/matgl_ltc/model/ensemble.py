@@ -133,6 +133,11 @@ class LTCEnsemble:
         return self.members[0].cutoff
 
     @property
+    def default_estimate(self) -> str:
+        """The point estimate the ensemble was scored with (its recipe's), else ``mean`` (mTC)."""
+        return str(self.metadata.get("estimate", "mean"))
+
+    @property
     def uses_descriptors(self) -> bool:
         """Whether any member has a hybrid head, so graphs must carry descriptors."""
         return any(m.uses_descriptors for m in self.members)
@@ -251,4 +256,7 @@ class LTCEnsemble:
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
             meta.update({"recipe": summary.get("recipe"), "dataset": summary.get("dataset")})
+        recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
+        if "estimate" in recipe:  # several members per split, scored with this estimate
+            meta["estimate"] = recipe["estimate"]
         return cls([LTCModel.load(p) for p in paths], sigma_scale, meta)
