@@ -254,6 +254,9 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(out), "--dataset", "hh143", "--out", str(tmp_path / "ev.json")]) == 0
     evaluation = json.loads((tmp_path / "ev.json").read_text())
     assert evaluation["n_members"] == 4 and evaluation["n_structures"] == 143
+    assert evaluation["ensemble"]["estimate"] == "min_mape"  # the run's own estimate
+    assert evaluation["ensemble"]["mape"] != evaluation["ensemble_mean"]["mape"]
+    assert "ensemble min_mape prediction" in capsys.readouterr().out
 
 
 # one epoch from a fresh head leaves MAPE's first overshoot below zero, which fit rightly reports

@@ -208,12 +208,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .model import load_model
 
-    result = evaluate(load_model(args.model), load_dataset(args.dataset))
+    result = evaluate(load_model(args.model), load_dataset(args.dataset), estimate=args.estimate)
     print(
         f"{args.model} on {result['dataset']} ({result['n_structures']} structures, {result['n_members']} model(s))"
     )
     print(format_metrics({k: v["mean"] for k, v in result["members_mean"].items()}, "mean over models"))
     print(format_metrics(result["ensemble_mean"], "ensemble mean prediction"))
+    ensemble = dict(result["ensemble"])
+    estimate = ensemble.pop("estimate")
+    if estimate != "mean":
+        print(format_metrics(ensemble, f"ensemble {estimate} prediction"))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0
@@ -374,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model", help="model name, model/ensemble folder or recipe run folder")
     evaluate.add_argument("--dataset", required=True)
     evaluate.add_argument("--out", help="write the full result as JSON")
+    evaluate.add_argument(
+        "--estimate",
+        choices=ESTIMATE_CHOICES,
+        default=None,
+        help="also score this point estimate of the members (default: the model's own)",
+    )
     evaluate.set_defaults(func=cmd_evaluate)
 
     repro = sub.add_parser("reproduce", help="the paper's table: recipes × datasets over 9 splits")
