@@ -262,6 +262,10 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
     """
     aflow = {} if paper else FAST_AFLOW
     target = {} if paper else FAST_TARGET
+    hybrid = (
+        Stage("aflow", "aflow_agl", "backbone:megnet-eform", **aflow),
+        Stage("target", init="stage:aflow", descriptors=True, **target),
+    )
     return [
         Recipe(
             "scratch",
@@ -295,19 +299,13 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
         ),
         Recipe(
             "two-stage-hybrid",
-            (
-                Stage("aflow", "aflow_agl", "backbone:megnet-eform", **aflow),
-                Stage("target", init="stage:aflow", descriptors=True, **target),
-            ),
+            hybrid,
             "two-stage, whose target stage adds composition/structure descriptors to the head "
             "(not in the paper; the most accurate recipe here, see docs/accuracy.md)",
         ),
         Recipe(
             "two-stage-hybrid-3seeds",
-            (
-                Stage("aflow", "aflow_agl", "backbone:megnet-eform", **aflow),
-                Stage("target", init="stage:aflow", descriptors=True, **target),
-            ),
+            hybrid,
             "two-stage-hybrid with its target stage trained with 3 seeds per split, scored on their "
             "min-MAPE estimate (lower unbiased MAPE and no seed lottery, at 3x the target-stage cost)",
             members=3,
