@@ -40,6 +40,11 @@ from matgl_ltc.train.recipes import Recipe, Stage
 HERE = Path(__file__).resolve().parent
 
 
+def relative(path: Path) -> Path:
+    """``path`` relative to the repository, for the commands quoted in the tables."""
+    return path.relative_to(HERE.parent) if path.is_relative_to(HERE.parent) else path
+
+
 def inner_splits(split: Split, n_folds: int) -> list[Split]:
     """``n_folds`` folds of the training part, shuffled with a seed of their own (1000 + split index)."""
     train = np.array(split.train)
@@ -157,8 +162,8 @@ def min_mape_variance_factor(
     lines = [
         f"# The min-MAPE estimate's variance factor, fitted on inner folds: {stage.name} of {run.name}",
         "",
-        f"`python benchmarks/inner_cv.py --run {args.run} --folds {args.folds} --min-mape-seeds "
-        f"{' '.join(map(str, args.min_mape_seeds))} --outer-triples ...`. Per split, a factor f on the "
+        f"`python benchmarks/inner_cv.py --run {relative(run)} --folds {args.folds} --min-mape-seeds "
+        f"{' '.join(map(str, args.min_mape_seeds))} --outer-triples {' '.join(args.outer_triples)}`. Per split, a factor f on the "
         "members' variance of ln κ in exp(μ − f·s²) is fitted on the out-of-fold predictions of "
         f"{len(args.min_mape_seeds)}-seed inner-fold ensembles (training part only), then applied to "
         "outer seed triples. Cells: mean over the splits (paired difference to f = 1 ± its standard "
@@ -173,16 +178,18 @@ def min_mape_variance_factor(
             ref = np.array([r["outer"][t]["f=1"][metric] for r in rows])
             var = np.array([r["outer"][t]["fitted"][metric] for r in rows])
             cells += [f"{ref.mean():.3f}", cell(paired_difference(ref, var))]
-        names = ", ".join(p.parent.name if p.name == dataset.name else p.name for p in triple)
-        lines.append(f"| {names} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} |")
+        seeds = [
+            json.loads((r / "split_0" / stage.name / "metrics.json").read_text())["settings"]["seed"]
+            for r in triple
+        ]
+        lines.append(
+            f"| seeds {', '.join(map(str, seeds))} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} |"
+        )
     lines += ["", f"Factors fitted per split: {[r['factor'] for r in rows]}.", ""]
     (HERE / "inner_cv_min_mape.md").write_text("\n".join(lines))
     out = HERE / "out" / "inner_cv_min_mape.json"
-    out.write_text(
-        json.dumps(
-            {"run": str(run), "folds": args.folds, "seeds": args.min_mape_seeds, "splits": rows}, indent=1
-        )
-    )
+    record = {"run": str(relative(run)), "folds": args.folds, "seeds": args.min_mape_seeds, "splits": rows}
+    out.write_text(json.dumps(record, indent=1))
     print("\n".join(lines))
 
 
@@ -259,7 +266,7 @@ def main() -> None:
     lines = [
         f"# Inner-split choices: {recipe.name} on {dataset.name}",
         "",
-        f"`python benchmarks/inner_cv.py --run {run.relative_to(HERE.parent) if run.is_relative_to(HERE.parent) else run}"
+        f"`python benchmarks/inner_cv.py --run {relative(run)}"
         f" --folds {args.folds}`. {args.folds} inner folds of each split's training part, the target stage "
         "retrained on each; the outer validation split is never looked at. Cells: mean over the 9 splits "
         "(paired difference to the final-epoch reference ± its standard error; splits improved).",
