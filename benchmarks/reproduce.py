@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from matgl_ltc.analysis.plots import recipes_figure
+from matgl_ltc.train.recipes import resolve_recipe
 from matgl_ltc.train.reproduce import PAPER_MAPE, REPRODUCE_RECIPES, reproduce
 
 HERE = Path(__file__).resolve().parent
@@ -98,9 +99,11 @@ def main() -> None:
     figures.mkdir(exist_ok=True)
     for dataset in args.datasets:
         runs = {recipe: out / recipe / dataset for recipe in args.recipes}
-        recipes_figure(runs, figures / f"recipes-{dataset}.png", f"{dataset}: validation MAPE per epoch")
+        # a seed-member recipe's first member has the same curve as its one-member recipe
+        single = {r: run for r, run in runs.items() if resolve_recipe(r, paper=args.paper).members == 1}
+        recipes_figure(single, figures / f"recipes-{dataset}.png", f"{dataset}: validation MAPE per epoch")
         for recipe, run in runs.items():  # each run's own figures, next to the table
-            for name in ("learning_curve", "parity"):
+            for name in ("learning_curve", "parity") if recipe in single else ("parity",):
                 if (run / f"{name}.png").exists():
                     shutil.copy(run / f"{name}.png", figures / f"{recipe}-{dataset}-{name}.png")
     md = table_markdown(cells, args.n_splits)
