@@ -40,7 +40,7 @@ def point_estimate(members: np.ndarray, estimate: str = "mean") -> np.ndarray:
     log-normal spread it minimises the expected absolute percentage error, which punishes an
     over-prediction without bound but an under-prediction at most 100 %. Where the members
     agree it equals the geometric mean; where they disagree (the model extrapolates) it leans
-    low. On Togo15 it lowers the unbiased MAPE of seed ensembles with no cost in log10-MAE
+    low. On Togo15 it lowers the unbiased MAPE of seed ensembles at level log10-MAE
     (``docs/accuracy.md``).
     """
     members = np.asarray(members, dtype=float)
