@@ -187,6 +187,7 @@ def test_seed_members_per_split(tmp_path, togo15):
         m["final_validation"]["mape"] for m in result.per_split
     ]
     assert (tmp_path / "run" / "parity.png").exists()
+    assert "min_mape estimate of its 2 seed members" in (tmp_path / "run" / "summary.md").read_text()
     # the run is one ensemble of every member; a rerun trains nothing
     assert len(run_models(tmp_path / "run")) == 4 and len(load_model(tmp_path / "run")) == 4
     assert load_model(tmp_path / "run").default_estimate == "min_mape"  # what the run was scored with

@@ -79,6 +79,10 @@ def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
             v = summary[protocol].get(metric)
             cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "—")
         lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
+    if summary.get("members", 1) > 1:
+        lines.append(
+            f"\nEach split is scored on the {summary['estimate']} estimate of its {summary['members']} seed members."
+        )
     lines.append(f"\nTraining wall time (stages run in this call): {summary['wall_time_s']:.0f} s")
     return "\n".join(lines) + "\n"
 
@@ -201,6 +205,8 @@ class RecipeRunner:
 
         summary = summarize(per_split)
         summary.update({"recipe": recipe.name, "dataset": target.name})
+        if recipe.members > 1:
+            summary.update({"members": recipe.members, "estimate": recipe.estimate})
         # What the recipe costs from nothing: every stage model it uses, each counted once
         # (an AFLOW model shared by several splits or target sets is counted once here).
         summary["training_time_s"] = float(
