@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: matgl_ltc.model.ESTIMATES, spelled out so that parsing the command line imports no torch
-ESTIMATE_CHOICES = ("mean", "geometric", "min_mape")
+from .model.ensemble import ESTIMATES  # the package's import has loaded torch already
+
 METRIC_LABELS = {
     "mape": "MAPE",
     "median_ape": "median APE",
@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--estimate",
-        choices=ESTIMATE_CHOICES,
+        choices=ESTIMATES,
         default=None,
         help="with --members: how the members' predictions are combined (default: the recipe's)",
     )
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="model name or folder (default: the shipped default ensemble)")
     predict.add_argument(
         "--estimate",
-        choices=ESTIMATE_CHOICES,
+        choices=ESTIMATES,
         default=None,
         help="mean (the paper's mTC), geometric (the members' geometric mean) or min_mape (leans low "
         "where members disagree: the least expected percentage error); default: the estimate the "
@@ -380,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="write the full result as JSON")
     evaluate.add_argument(
         "--estimate",
-        choices=ESTIMATE_CHOICES,
+        choices=ESTIMATES,
         default=None,
         help="also score this point estimate of the members (default: the model's own)",
     )
