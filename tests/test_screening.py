@@ -20,6 +20,7 @@ from matgl_ltc import LTCEnsemble, LTCModel
 from matgl_ltc.analysis.correlations import correlation_table
 from matgl_ltc.analysis.screening_report import analyze, read_scan
 from matgl_ltc.cli import main
+from matgl_ltc.model import point_estimate
 from matgl_ltc.screening import scan
 
 
@@ -70,6 +71,10 @@ def test_formats_and_bad_structures(tmp_path, tiny_ensemble, mixed_input, suffix
     members = np.stack([table[f"ltc_{k}"] for k in (1, 2, 3)], axis=1)[good]
     np.testing.assert_allclose(table["ltc_mean"][good], members.mean(axis=1), rtol=1e-6)
     np.testing.assert_allclose(table["ltc_var"][good], members.var(axis=1), rtol=1e-5)
+    for estimate in ("geometric", "min_mape"):
+        np.testing.assert_allclose(
+            table[f"ltc_{estimate}"][good], point_estimate(members, estimate), rtol=1e-5
+        )
     expected = ensemble.predict([a for a in frames if a.info["id"] in set(np.array(ids)[good])]).mean
     np.testing.assert_allclose(table["ltc_mean"][good], expected, rtol=1e-5)
     assert np.all(table["nsites"][good] >= 1) and "energy_per_atom" in table

@@ -33,7 +33,8 @@ from .model.ltc_model import LTCModel
 
 _AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 FEATURES = ("volume", "nsites", "density", "atomic_density", "nelements")
-PREDICTION_COLUMNS = ("ltc_mean", "ltc_std", "ltc_std_raw", "ltc_var")
+#: per-structure ensemble columns; the point estimates are those of :func:`matgl_ltc.model.point_estimate`
+PREDICTION_COLUMNS = ("ltc_mean", "ltc_geometric", "ltc_min_mape", "ltc_std", "ltc_std_raw", "ltc_var")
 FLAG_COLUMNS = ("out_of_domain", "unseen_elements")
 _RESERVED = {"id", "formula", "error", *PREDICTION_COLUMNS, *FLAG_COLUMNS, *FEATURES}
 
@@ -429,10 +430,13 @@ def _fill_predictions(prepared: PreparedChunk, ensemble: LTCEnsemble, batch_size
         return
     members = ensemble.predict_graphs(prepared.graphs, batch_size)
     pred = ensemble.combine(members)
+    geometric, min_mape = pred.geometric_mean, pred.min_mape
     for j, i in enumerate(prepared.good):
         prepared.rows[i].update(
             {
                 "ltc_mean": float(pred.mean[j]),
+                "ltc_geometric": float(geometric[j]),
+                "ltc_min_mape": float(min_mape[j]),
                 "ltc_std": float(pred.std[j]),
                 "ltc_std_raw": float(pred.std_raw[j]),
                 "ltc_var": float(pred.var[j]),

@@ -14,7 +14,15 @@ import numpy as np
 
 from .correlations import correlation_table, table_markdown
 
-_NOT_FEATURES = {"ltc_mean", "ltc_std", "ltc_std_raw", "ltc_var", "out_of_domain"}
+_NOT_FEATURES = {
+    "ltc_mean",
+    "ltc_geometric",
+    "ltc_min_mape",
+    "ltc_std",
+    "ltc_std_raw",
+    "ltc_var",
+    "out_of_domain",
+}
 
 
 def read_scan(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
