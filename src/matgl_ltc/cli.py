@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .model.ensemble import ESTIMATES  # the package's import has loaded torch already
+from .train.recipes import builtin_recipes
 
 METRIC_LABELS = {
     "mape": "MAPE",
@@ -295,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"matgl-ltc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train an LTC model on one split of a dataset")
+    train = sub.add_parser("train", help="train a model on one split, or a recipe over all splits")
     train.add_argument(
         "--dataset", required=True, help="bundled name (togo15, hh143, mix, aflow_agl) or path"
     )
@@ -306,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--split-index", type=int, default=0, help="which of the 9 seeded splits (default 0)")
     train.add_argument(
         "--recipe",
-        help="run a recipe over all splits: scratch, pretrained, two-stage, aflow-only, two-stage-hybrid or a "
-        ".toml/.yaml file (without it: one model, one split)",
+        help="run a recipe over all splits: "
+        + ", ".join(r.name for r in builtin_recipes())
+        + " or a .toml/.yaml file (without it: one model, one split)",
     )
     train.add_argument("--n-splits", type=int, default=9, help="splits for --recipe (default 9)")
     train.add_argument(
