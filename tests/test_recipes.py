@@ -98,6 +98,7 @@ def test_recipe_from_toml_and_yaml(tmp_path):
         ({"name": "x", "members": 0, "stages": [{"name": "target"}]}, "members must be at least 1"),
         ({"name": "x", "estimate": "median", "stages": [{"name": "target"}]}, "estimate must be one of"),
         ({"name": "x", "seeds": 3, "stages": [{"name": "target"}]}, r"unknown setting\(s\) \['seeds'\]"),
+        ({"name": "x", "reseed": "first", "stages": [{"name": "target"}]}, "reseed must be one of"),
     ],
 )
 def test_bad_recipes_are_clear_errors(bad, message):
@@ -194,6 +195,41 @@ def test_seed_members_per_split(tmp_path, togo15):
     logs: list[str] = []
     RecipeRunner(progress=False, log=logs.append).run(recipe, togo15, tmp_path / "run", n_splits=2)
     assert sum("already trained" in line for line in logs) == 4
+
+
+def test_members_with_their_own_aflow_models(tmp_path, aflow_subset, togo15):
+    """reseed="all": member i trains its own AFLOW models (seed + i) and fine-tunes from them."""
+    from dataclasses import replace
+
+    one = with_dataset(tiny_two_stage(), aflow_subset)
+    recipe = replace(one, members=2, reseed="all", estimate="geometric")
+    assert Recipe.from_dict(recipe.to_dict()) == recipe and recipe.to_dict()["reseed"] == "all"
+    result = RecipeRunner(tmp_path / "stages", progress=False).run(
+        recipe, togo15, tmp_path / "run", n_splits=2
+    )
+    chains = sorted((tmp_path / "stages").iterdir())
+    assert len(chains) == 2  # two AFLOW chains of 2 models each, one per member
+    own = {  # AFLOW seed → its chain folder
+        json.loads((c / "split_0" / "metrics.json").read_text())["settings"]["seed"]: c for c in chains
+    }
+    assert set(own) == {42, 43}
+    # member 0's AFLOW models are the one-member recipe's: same fingerprint, shared cache folder
+    assert own[42].name.endswith(stage_fingerprint(one, one.stages[0]))
+    for k in range(2):
+        for name, seed in (("target", 42), ("target_member1", 43)):
+            folder = tmp_path / "run" / f"split_{k}" / name
+            start = json.loads((folder / "model" / "model.json").read_text())["metadata"]["initialised_from"]
+            assert start == str(own[seed] / f"split_{k}" / "model")
+            assert json.loads((folder / "metrics.json").read_text())["settings"]["seed"] == seed
+    assert result.summary["reseed"] == "all" and len(load_model(tmp_path / "run")) == 4
+    assert (
+        "each fine-tuned from its own earlier-stage models" in (tmp_path / "run" / "summary.md").read_text()
+    )
+    logs: list[str] = []
+    RecipeRunner(tmp_path / "stages", progress=False, log=logs.append).run(
+        recipe, togo15, tmp_path / "run", n_splits=2
+    )
+    assert sum("already trained" in line for line in logs) == 8  # 2 splits × 2 members × (AFLOW + target)
 
 
 def test_per_split_fidelity_aware_pretraining_from_a_file(tmp_path, aflow_subset, togo15):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .model.ensemble import ESTIMATES  # the package's import has loaded torch already
-from .train.recipes import builtin_recipes
+from .train.recipes import RESEED, builtin_recipes
 
 METRIC_LABELS = {
     "mape": "MAPE",
@@ -67,9 +67,12 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
     from .train import RecipeRunner, resolve_recipe
 
     recipe = resolve_recipe(args.recipe, paper=args.paper).with_overrides(epochs=args.epochs_override)
-    if args.members is not None or args.estimate is not None:
+    if args.members is not None or args.estimate is not None or args.reseed is not None:
         recipe = replace(
-            recipe, members=args.members or recipe.members, estimate=args.estimate or recipe.estimate
+            recipe,
+            members=args.members or recipe.members,
+            estimate=args.estimate or recipe.estimate,
+            reseed=args.reseed or recipe.reseed,
         )
     dataset = load_dataset(args.dataset)
     splits = load_splits(args.split_file) if args.split_file else None
@@ -330,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=ESTIMATES,
         default=None,
         help="with --members: how the members' predictions are combined (default: the recipe's)",
+    )
+    train.add_argument(
+        "--reseed",
+        choices=RESEED,
+        default=None,
+        help="with --members: re-seed only the last stage (its earlier models shared) or all stages "
+        "(each member fine-tunes from its own AFLOW models; default: the recipe's)",
     )
     train.add_argument(
         "--epochs",

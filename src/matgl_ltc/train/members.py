@@ -2,7 +2,8 @@
 
 Seeds move a 19-structure validation score by as much as most method changes, so a recipe can
 train its last stage ``members`` times per split (seeds ``seed``, ``seed + 1``, ...) and be scored
-on the members' combined prediction. Member 0 keeps the stage's own folder
+on the members' combined prediction; with ``reseed="all"`` each member also trains its own
+earlier stages (its own AFLOW models), whose draw moves the score as much as the last stage's. Member 0 keeps the stage's own folder
 (``split_k/target``), so a one-member run and its first member are the same model; member
 ``i`` lives in ``split_k/target_member<i>``, the combined scores in ``split_k/ensemble``.
 """
@@ -36,6 +37,18 @@ def member_stages(recipe: Recipe) -> list[tuple[str, Stage]]:
     last = recipe.stages[-1]
     names = member_folders(last.name, recipe.members)
     return [(name, replace(last, seed=last.seed + i)) for i, name in enumerate(names)]
+
+
+def member_chain(recipe: Recipe, member: int) -> Recipe:
+    """The stage chain member ``member`` trains: with ``reseed="all"`` every stage's seed + member.
+
+    Member 0 is the recipe itself, so its earlier stages are the one-member recipe's (and their
+    cached models are shared with it); a re-seeded stage has its own fingerprint, so its models
+    get their own folder in the stage cache.
+    """
+    if recipe.reseed != "all" or member == 0:
+        return recipe
+    return replace(recipe, stages=tuple(replace(s, seed=s.seed + member) for s in recipe.stages))
 
 
 def _read_predictions(path: Path) -> list[dict[str, str]]:

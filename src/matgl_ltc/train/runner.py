@@ -29,7 +29,7 @@ from ..data.datasets import LTCDataset, load_dataset
 from ..data.splits import Split, random_splits, save_splits
 from ..model.ltc_model import LTCModel
 from .fit import fit
-from .members import ENSEMBLE_FOLDER, member_folders, member_stages, score_members
+from .members import ENSEMBLE_FOLDER, member_chain, member_folders, member_stages, score_members
 from .recipes import Recipe, Stage, resolve_recipe, stage_fingerprint
 
 PROTOCOLS = {"best_epoch": "validation", "unbiased": "final_validation"}
@@ -80,8 +80,10 @@ def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
             cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "—")
         lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
     if summary.get("members", 1) > 1:
+        own = ", each fine-tuned from its own earlier-stage models" if summary.get("reseed") == "all" else ""
         lines.append(
-            f"\nEach split is scored on the {summary['estimate']} estimate of its {summary['members']} seed members."
+            f"\nEach split is scored on the {summary['estimate']} estimate of its {summary['members']} seed "
+            f"members{own}."
         )
     lines.append(f"\nTraining wall time (stages run in this call): {summary['wall_time_s']:.0f} s")
     return "\n".join(lines) + "\n"
@@ -154,6 +156,41 @@ class RecipeRunner:
         start = models[stage.init_ref] if stage.init_kind == "stage" else None
         return self._train_stage(stage, data, split, folder, start, recipe)
 
+    def _earlier_stages(
+        self,
+        chain: Recipe,
+        target: LTCDataset,
+        split: Split,
+        k: int,
+        out: Path,
+        cache: Path,
+        used: set[Path],
+        n_target_splits: int,
+        member: int,
+    ) -> tuple[dict[str, Path], float]:
+        """Ensure every stage of ``chain`` before the last for target split ``k``.
+
+        Returns the stage models by name and the seconds spent. A non-target stage's models live in
+        the stage cache, keyed by the chain's fingerprint, and model j serves target splits
+        k ≡ j (mod its ``n_splits``); a target-set stage lives in the split's folder (member i's in
+        ``<stage>_member<i>``).
+        """
+        models: dict[str, Path] = {}
+        wall = 0.0
+        for stage in chain.stages[:-1]:
+            if stage.is_target:
+                data, stage_split = target, split
+                folder = out / f"split_{k}" / member_folders(stage.name, member + 1)[-1]
+            else:
+                data = self.dataset(stage.dataset)
+                j = k % (stage.n_splits or n_target_splits)
+                stage_split = random_splits(data.ids, n_splits=j + 1)[j]
+                folder = cache / f"{data.name}-{stage.name}-{stage_fingerprint(chain, stage)}" / f"split_{j}"
+            wall += self._ensure_stage(stage, data, stage_split, folder, models, chain)
+            models[stage.name] = folder / "model"
+            used.add(folder)
+        return models, wall
+
     def run(
         self,
         recipe: Recipe | str,
@@ -175,24 +212,13 @@ class RecipeRunner:
         per_split = []
         used: set[Path] = set()
         for k, split in enumerate(target_splits):
-            models: dict[str, Path] = {}
             wall = 0.0
-            for stage in recipe.stages[:-1]:
-                if stage.is_target:
-                    data, stage_split = target, split
-                    folder = out / f"split_{k}" / stage.name
-                else:
-                    data = self.dataset(stage.dataset)
-                    m = stage.n_splits or len(target_splits)
-                    j = k % m
-                    stage_split = random_splits(data.ids, n_splits=j + 1)[j]
-                    folder = (
-                        cache / f"{data.name}-{stage.name}-{stage_fingerprint(recipe, stage)}" / f"split_{j}"
+            for i, (name, stage) in enumerate(member_stages(recipe)):
+                if i == 0 or recipe.reseed == "all":
+                    models, spent = self._earlier_stages(
+                        member_chain(recipe, i), target, split, k, out, cache, used, len(target_splits), i
                     )
-                wall += self._ensure_stage(stage, data, stage_split, folder, models, recipe)
-                models[stage.name] = folder / "model"
-                used.add(folder)
-            for name, stage in member_stages(recipe):
+                    wall += spent
                 folder = out / f"split_{k}" / name
                 wall += self._ensure_stage(stage, target, split, folder, models, recipe)
                 used.add(folder)
@@ -206,7 +232,7 @@ class RecipeRunner:
         summary = summarize(per_split)
         summary.update({"recipe": recipe.name, "dataset": target.name})
         if recipe.members > 1:
-            summary.update({"members": recipe.members, "estimate": recipe.estimate})
+            summary.update({"members": recipe.members, "estimate": recipe.estimate, "reseed": recipe.reseed})
         # What the recipe costs from nothing: every stage model it uses, each counted once
         # (an AFLOW model shared by several splits or target sets is counted once here).
         summary["training_time_s"] = float(
