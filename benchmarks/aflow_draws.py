@@ -122,9 +122,11 @@ def analyse(dataset: str, seeds: list[int]) -> dict:
         "dataset": dataset,
         "runs": {n: str(p.relative_to(HERE.parent)) for n, p in draws.items()},
         "per_draw": rows,
-        "pooled": {"all draws": pooled(names), "retrained draws only": pooled(fresh)}
-        if len(fresh) >= 3
-        else {},
+        "pooled": {
+            label: pooled(subset)
+            for label, subset in (("all draws", names), ("retrained draws only", fresh))
+            if len(subset) >= 3
+        },
     }
 
 
