@@ -3,9 +3,10 @@
 Seeds move a 19-structure validation score by as much as most method changes, so a recipe can
 train its last stage ``members`` times per split (seeds ``seed``, ``seed + 1``, ...) and be scored
 on the members' combined prediction; with ``reseed="all"`` each member also trains its own
-earlier stages (its own AFLOW models), whose draw moves the score as much as the last stage's. Member 0 keeps the stage's own folder
-(``split_k/target``), so a one-member run and its first member are the same model; member
-``i`` lives in ``split_k/target_member<i>``, the combined scores in ``split_k/ensemble``.
+earlier stages (its own AFLOW models), whose draw moves the score as much as the last stage's.
+Member 0 keeps the stage's own folder (``split_k/target``), so a one-member run and its first
+member are the same model; member ``i`` lives in ``split_k/target_member<i>``, the combined
+scores in ``split_k/ensemble``.
 """
 
 from __future__ import annotations
