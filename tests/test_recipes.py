@@ -275,6 +275,8 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
                 "2",
                 "--estimate",
                 "min_mape",
+                "--reseed",
+                "all",
                 "--out",
                 str(out),
                 "--no-progress",
@@ -285,6 +287,7 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipe"] == "quick" and summary["n_splits"] == 2
     assert json.loads((out / "recipe.json").read_text())["members"] == 2
+    assert json.loads((out / "recipe.json").read_text())["reseed"] == "all" and summary["reseed"] == "all"
     assert (out / "split_1" / "target_member1" / "curve.csv").exists()
     assert json.loads((out / "split_1" / "ensemble" / "metrics.json").read_text())["estimate"] == "min_mape"
     capsys.readouterr()
