@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a run's CSV (``curve.csv``, ``validation_predictions.csv``) as dicts."""
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
@@ -36,7 +37,7 @@ def run_figures(
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     curves = []
     for folder in splits:
-        rows = _read_csv(folder / "curve.csv")
+        rows = read_csv_rows(folder / "curve.csv")
         mape = np.array([float(r["val_mape"]) for r in rows])
         curves.append(mape)
         ax.plot(mape, color="0.75", lw=0.8)
@@ -60,7 +61,7 @@ def run_figures(
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     true, pred = [], []
     for folder in splits:
-        rows = _read_csv(folder.parent / (predictions or stage) / "validation_predictions.csv")
+        rows = read_csv_rows(folder.parent / (predictions or stage) / "validation_predictions.csv")
         true += [float(r["ltc_true"]) for r in rows]
         pred += [float(r["ltc_pred"]) for r in rows]
     true_a, pred_a = np.array(true), np.clip(np.array(pred), 1e-3, None)
@@ -92,7 +93,7 @@ def recipes_figure(runs: dict[str, str | os.PathLike], out: str | os.PathLike, t
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, run_dir in runs.items():
         curves = [
-            np.array([float(r["val_mape"]) for r in _read_csv(path)])
+            np.array([float(r["val_mape"]) for r in read_csv_rows(path)])
             for path in sorted(Path(run_dir).glob("split_*/target/curve.csv"))
         ]
         if not curves:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.metrics import regression_metrics
+from ..analysis.plots import read_csv_rows
 from ..model.ensemble import point_estimate
 from .recipes import Recipe, Stage
 
@@ -52,11 +53,6 @@ def member_chain(recipe: Recipe, member: int) -> Recipe:
     return replace(recipe, stages=tuple(replace(s, seed=s.seed + member) for s in recipe.stages))
 
 
-def _read_predictions(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def score_members(split_dir: Path, recipe: Recipe) -> dict[str, Any]:
     """Combine the members' validation predictions with ``recipe.estimate``; write ``ensemble/``.
 
@@ -64,7 +60,7 @@ def score_members(split_dir: Path, recipe: Recipe) -> dict[str, Any]:
     epochs, ``final_validation`` on the final ones), plus each member's own metrics.
     """
     folders = [split_dir / name for name, _ in member_stages(recipe)]
-    tables = [_read_predictions(f / "validation_predictions.csv") for f in folders]
+    tables = [read_csv_rows(f / "validation_predictions.csv") for f in folders]
     ids = [row["id"] for row in tables[0]]
     for folder, table in zip(folders[1:], tables[1:]):
         if [row["id"] for row in table] != ids:
