@@ -12,17 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ..screening import PREDICTION_COLUMNS
 from .correlations import correlation_table, table_markdown
 
-_NOT_FEATURES = {
-    "ltc_mean",
-    "ltc_geometric",
-    "ltc_min_mape",
-    "ltc_std",
-    "ltc_std_raw",
-    "ltc_var",
-    "out_of_domain",
-}
+_NOT_FEATURES = {*PREDICTION_COLUMNS, "out_of_domain"}
 
 
 def read_scan(path: str | os.PathLike) -> dict[str, np.ndarray | list]:
