@@ -232,6 +232,48 @@ def test_members_with_their_own_aflow_models(tmp_path, aflow_subset, togo15):
     assert sum("already trained" in line for line in logs) == 8  # 2 splits × 2 members × (AFLOW + target)
 
 
+def test_rotated_members_continue_from_the_next_aflow_models(tmp_path, aflow_subset, togo15):
+    """rotate: member i of split k fine-tunes from AFLOW model (k + i) mod 2; no AFLOW model is added."""
+    from dataclasses import replace
+
+    one = with_dataset(tiny_two_stage(), aflow_subset)
+    recipe = replace(one, members=2, rotate=True)
+    assert Recipe.from_dict(recipe.to_dict()) == recipe and recipe.to_dict()["rotate"] is True
+    assert "rotate" not in replace(recipe, rotate=False).to_dict()  # older records stay as they were
+    result = RecipeRunner(tmp_path / "stages", progress=False).run(
+        recipe, togo15, tmp_path / "run", n_splits=3
+    )
+    (chain,) = (tmp_path / "stages").iterdir()  # the one-member recipe's AFLOW models, shared
+    assert chain.name.endswith(stage_fingerprint(one, one.stages[0]))
+    assert sorted(p.name for p in chain.iterdir()) == ["split_0", "split_1"]
+    for k in range(3):
+        for member, name in enumerate(("target", "target_member1")):
+            folder = tmp_path / "run" / f"split_{k}" / name
+            start = json.loads((folder / "model" / "model.json").read_text())["metadata"]["initialised_from"]
+            assert start == str(chain / f"split_{(k + member) % 2}" / "model")
+            assert json.loads((folder / "metrics.json").read_text())["settings"]["seed"] == 42 + member
+    assert result.summary["rotate"] is True and result.summary["reseed"] == "last"
+    assert (
+        "fine-tuned from the earlier-stage models of split k + i"
+        in (tmp_path / "run" / "summary.md").read_text()
+    )
+    # the same from the command line: --rotate reaches the recipe, and the AFLOW models are reused
+    (tmp_path / "two.json").write_text(json.dumps(one.to_dict()))
+    argv = ["train", "--recipe", str(tmp_path / "two.json"), "--dataset", "togo15", "--n-splits", "3"]
+    argv += [
+        "--members",
+        "2",
+        "--rotate",
+        "--stage-cache",
+        str(tmp_path / "stages"),
+        "--out",
+        str(tmp_path / "cli"),
+    ]
+    assert main([*argv, "--no-progress"]) == 0
+    assert json.loads((tmp_path / "cli" / "recipe.json").read_text())["rotate"] is True
+    assert len(list((tmp_path / "stages").iterdir())) == 1
+
+
 def test_per_split_fidelity_aware_pretraining_from_a_file(tmp_path, aflow_subset, togo15):
     """The docs' joint-fidelity recipe, tiny: a target-set stage before the last runs per split."""
     (tmp_path / "joint.toml").write_text(

@@ -67,12 +67,13 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
     from .train import RecipeRunner, resolve_recipe
 
     recipe = resolve_recipe(args.recipe, paper=args.paper).with_overrides(epochs=args.epochs_override)
-    if args.members is not None or args.estimate is not None or args.reseed is not None:
+    if args.members is not None or args.estimate is not None or args.reseed is not None or args.rotate:
         recipe = replace(
             recipe,
             members=args.members or recipe.members,
             estimate=args.estimate or recipe.estimate,
             reseed=args.reseed or recipe.reseed,
+            rotate=args.rotate or recipe.rotate,
         )
     dataset = load_dataset(args.dataset)
     splits = load_splits(args.split_file) if args.split_file else None
@@ -340,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --members: re-seed only the last stage (its earlier models shared) or all stages "
         "(each member fine-tunes from its own AFLOW models; default: the recipe's)",
+    )
+    train.add_argument(
+        "--rotate",
+        action="store_true",
+        help="with --members: member i of split k fine-tunes from the AFLOW model of split k + i, so "
+        "the members start from different AFLOW models at no extra AFLOW cost",
     )
     train.add_argument(
         "--epochs",

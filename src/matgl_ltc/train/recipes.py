@@ -141,7 +141,9 @@ class Recipe:
     :func:`matgl_ltc.model.point_estimate`). ``reseed`` says which stages the members
     re-seed: ``last`` (the earlier stages' models, e.g. AFLOW's, are shared) or ``all``
     (member i trains its whole chain with every seed + i, so the members also differ in
-    the models they were fine-tuned from).
+    the models they were fine-tuned from). ``rotate`` makes member i of target split k continue
+    from the earlier stages' models of split k + i (mod their ``n_splits``): with 3 shared AFLOW
+    models, 3 members fine-tune from 3 different ones at no extra AFLOW cost.
     """
 
     name: str
@@ -152,6 +154,7 @@ class Recipe:
     members: int = 1
     estimate: str = "geometric"
     reseed: str = "last"
+    rotate: bool = False
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -177,6 +180,7 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: reseed must be one of {RESEED}, not {self.reseed!r}")
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "members", int(self.members))
+        object.__setattr__(self, "rotate", bool(self.rotate))
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -196,6 +200,8 @@ class Recipe:
             data.update(members=self.members, estimate=self.estimate)
             if self.reseed != "last":
                 data["reseed"] = self.reseed
+            if self.rotate:
+                data["rotate"] = True
         return {**data, "stages": [s.to_dict() for s in self.stages]}
 
     @classmethod
@@ -211,7 +217,16 @@ class Recipe:
             stages.append(Stage(**raw))
         if "name" not in data:
             raise ValueError("a recipe needs a 'name'")
-        unknown = set(data) - {"name", "description", "paper_name", "members", "estimate", "reseed", "stages"}
+        unknown = set(data) - {
+            "name",
+            "description",
+            "paper_name",
+            "members",
+            "estimate",
+            "reseed",
+            "rotate",
+            "stages",
+        }
         if unknown:
             raise ValueError(f"recipe {data['name']!r}: unknown setting(s) {sorted(unknown)}")
         return cls(
@@ -222,6 +237,7 @@ class Recipe:
             members=int(data.get("members", 1)),
             estimate=str(data.get("estimate", "geometric")),
             reseed=str(data.get("reseed", "last")),
+            rotate=bool(data.get("rotate", False)),
         )
 
     @classmethod

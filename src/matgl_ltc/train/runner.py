@@ -80,7 +80,11 @@ def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
             cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "—")
         lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
     if summary.get("members", 1) > 1:
-        own = ", each fine-tuned from its own earlier-stage models" if summary.get("reseed") == "all" else ""
+        own = ""
+        if summary.get("reseed") == "all":
+            own = ", each fine-tuned from its own earlier-stage models"
+        elif summary.get("rotate"):
+            own = ", member i fine-tuned from the earlier-stage models of split k + i"
         lines.append(
             f"\nEach split is scored on the {summary['estimate']} estimate of its {summary['members']} seed "
             f"members{own}."
@@ -172,7 +176,7 @@ class RecipeRunner:
 
         Returns the stage models by name and the seconds spent. A non-target stage's models live in
         the stage cache, keyed by the chain's fingerprint, and model j serves target splits
-        k ≡ j (mod its ``n_splits``); a target-set stage lives in the split's folder (member i's in
+        k ≡ j (mod its ``n_splits``), or member i of split k ≡ j − i with ``rotate``; a target-set stage lives in the split's folder (member i's in
         ``<stage>_member<i>``).
         """
         models: dict[str, Path] = {}
@@ -183,7 +187,7 @@ class RecipeRunner:
                 folder = out / f"split_{k}" / member_folders(stage.name, member + 1)[-1]
             else:
                 data = self.dataset(stage.dataset)
-                j = k % (stage.n_splits or n_target_splits)
+                j = (k + (member if chain.rotate else 0)) % (stage.n_splits or n_target_splits)
                 stage_split = random_splits(data.ids, n_splits=j + 1)[j]
                 folder = cache / f"{data.name}-{stage.name}-{stage_fingerprint(chain, stage)}" / f"split_{j}"
             wall += self._ensure_stage(stage, data, stage_split, folder, models, chain)
@@ -214,7 +218,7 @@ class RecipeRunner:
         for k, split in enumerate(target_splits):
             wall = 0.0
             for i, (name, stage) in enumerate(member_stages(recipe)):
-                if i == 0 or recipe.reseed == "all":
+                if i == 0 or recipe.reseed == "all" or recipe.rotate:
                     models, spent = self._earlier_stages(
                         member_chain(recipe, i), target, split, k, out, cache, used, len(target_splits), i
                     )
@@ -232,7 +236,14 @@ class RecipeRunner:
         summary = summarize(per_split)
         summary.update({"recipe": recipe.name, "dataset": target.name})
         if recipe.members > 1:
-            summary.update({"members": recipe.members, "estimate": recipe.estimate, "reseed": recipe.reseed})
+            summary.update(
+                {
+                    "members": recipe.members,
+                    "estimate": recipe.estimate,
+                    "reseed": recipe.reseed,
+                    "rotate": recipe.rotate,
+                }
+            )
         # What the recipe costs from nothing: every stage model it uses, each counted once
         # (an AFLOW model shared by several splits or target sets is counted once here).
         summary["training_time_s"] = float(
