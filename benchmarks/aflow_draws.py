@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/aflow_draws.py [--dataset togo15] [--aflow-seeds 42 43 44] [--no-train]
+                                     [--aflow-set KEY=VALUE ...]
 
 Every study in ``benchmarks/studies.py`` fine-tunes from one set of 3 AFLOW models, trained once
 in the first session (the reproduce table's). This script trains the AFLOW stage again from
@@ -22,6 +23,11 @@ and scores, per split over the validation splits:
 The first-session draw (``benchmarks/out/reproduce``) is included when it exists. Writes
 ``benchmarks/aflow_draws.md`` and ``benchmarks/out/aflow_draws.json``; runs go to
 ``benchmarks/out/aflow_draws/`` (resumable).
+
+``--aflow-set keep=last average_last=10`` changes the AFLOW stage's settings (any
+:class:`~matgl_ltc.train.recipes.Stage` field) for every draw: a variant of the AFLOW stage,
+measured over draws, in its own folder (``benchmarks/out/aflow_draws/<settings>/``) and its own
+section of the table. Only ``two-stage-hybrid-3seeds`` is trained for a variant.
 """
 
 from __future__ import annotations
@@ -29,13 +35,15 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from dataclasses import replace
+import shutil
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from members import split_tables, subset_scores
 
-from matgl_ltc.train.recipes import resolve_recipe
+from matgl_ltc.train.recipes import Stage, resolve_recipe
 from matgl_ltc.train.runner import RecipeRunner
 
 HERE = Path(__file__).resolve().parent
@@ -43,28 +51,72 @@ OUT = HERE / "out" / "aflow_draws"
 FIRST_SESSION = HERE / "out" / "reproduce"
 MEMBER_FOLDERS = ("target", "target_member1", "target_member2")
 KEYS = ("best_epoch/mape", "unbiased/mape", "unbiased/log10_mae")
+ROTATED = "3 AFLOW models of this draw, one seed each (rotate)"
 
 
-def with_aflow_seed(name: str, seed: int):
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as Stage settings, values read as JSON where they parse (``10``, ``true``)."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in {f.name for f in fields(Stage)}:
+            raise SystemExit(f"--aflow-set {pair!r}: expected KEY=VALUE with KEY a Stage setting")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return settings
+
+
+def variant_root(settings: dict[str, Any]) -> Path:
+    return OUT / ",".join(f"{k}={v}" for k, v in settings.items()) if settings else OUT
+
+
+def with_aflow_seed(name: str, seed: int, settings: dict[str, Any] | None = None):
     recipe = resolve_recipe(name)
-    stages = (replace(recipe.stages[0], seed=seed), *recipe.stages[1:])
+    stages = (replace(recipe.stages[0], seed=seed, **(settings or {})), *recipe.stages[1:])
     return replace(recipe, name=f"{name} (AFLOW seed {seed})", stages=stages)
 
 
-def train_draws(dataset: str, seeds: list[int]) -> None:
+def train_draws(dataset: str, seeds: list[int], settings: dict[str, Any]) -> None:
     runner = RecipeRunner(OUT / "stages", progress=False)
+    names = ("two-stage-hybrid-3seeds",) if settings else ("two-stage-hybrid-3seeds", "two-stage")
     for seed in seeds:
-        for name in ("two-stage-hybrid-3seeds", "two-stage"):
-            runner.run(with_aflow_seed(name, seed), dataset, OUT / f"{name}-aflow{seed}" / dataset)
+        for name in names:
+            recipe = with_aflow_seed(name, seed, settings)
+            runner.run(recipe, dataset, variant_root(settings) / f"{name}-aflow{seed}" / dataset)
 
 
-def draws_of(dataset: str, seeds: list[int]) -> dict[str, Path]:
+def rotated_run(draw: str, dataset: str, settings: dict[str, Any]) -> Path:
+    slug = "first-session" if draw.startswith("first") else f"aflow{draw.split()[-1]}"
+    return variant_root(settings) / f"two-stage-hybrid-3seeds-rotated-{slug}" / dataset
+
+
+def train_rotated(dataset: str, seeds: list[int], settings: dict[str, Any]) -> None:
+    """``two-stage-hybrid-3seeds`` with ``rotate``: member i of split k from AFLOW model k + i.
+
+    Member 0 continues from the same AFLOW model with the same seed as the draw's ``3seeds``
+    run, so it is copied from there instead of trained again (CPU training is deterministic).
+    """
+    for draw, run in draws_of(dataset, seeds, settings).items():
+        first = draw.startswith("first")
+        seed = 42 if first else int(draw.split()[-1])
+        recipe = replace(with_aflow_seed("two-stage-hybrid-3seeds", seed, settings), rotate=True)
+        out = rotated_run(draw, dataset, settings)
+        for split in sorted(run.glob("split_*")):
+            if not (out / split.name / "target").exists():
+                shutil.copytree(split / "target", out / split.name / "target")
+        cache = FIRST_SESSION / "stages" if first else OUT / "stages"
+        RecipeRunner(cache, progress=False).run(recipe, dataset, out)
+
+
+def draws_of(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict[str, Path]:
     found = {}
     first = FIRST_SESSION / "two-stage-hybrid-3seeds" / dataset
-    if (first / "summary.json").exists():
+    if not settings and (first / "summary.json").exists():
         found["first session (seed 42)"] = first
     for seed in seeds:
-        run = OUT / f"two-stage-hybrid-3seeds-aflow{seed}" / dataset
+        run = variant_root(settings) / f"two-stage-hybrid-3seeds-aflow{seed}" / dataset
         if (run / "summary.json").exists():
             found[f"seed {seed}"] = run
     return found
@@ -75,8 +127,8 @@ def mean_scores(tables: list, combos: list[tuple[int, ...]], estimate: str) -> d
     return {k: float(np.mean([s[k] for s in scores])) for k in KEYS} | {"n": len(scores)}
 
 
-def analyse(dataset: str, seeds: list[int]) -> dict:
-    draws = draws_of(dataset, seeds)
+def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
+    draws = draws_of(dataset, seeds, settings)
     names = list(draws)
     tables, where = [], []  # one entry per (draw, target seed member)
     for name in names:
@@ -92,12 +144,16 @@ def analyse(dataset: str, seeds: list[int]) -> dict:
         members = [index(name, m) for m in range(3)]
         row = {"single seeds": mean_scores(tables, [(i,) for i in members], "geometric")}
         row["3 seeds of this draw (3seeds)"] = mean_scores(tables, [tuple(members)], "min_mape")
-        two_stage = OUT / f"two-stage-aflow{name.split()[-1]}" / dataset
+        two_stage = variant_root(settings) / f"two-stage-aflow{name.split()[-1]}" / dataset
         if name.startswith("first"):
             two_stage = FIRST_SESSION / "two-stage" / dataset
         if (two_stage / "summary.json").exists():
             s = json.loads((two_stage / "summary.json").read_text())
             row["two-stage (1 seed)"] = {k: s[k.split("/")[0]][k.split("/")[1]]["mean"] for k in KEYS}
+        rotated = rotated_run(name, dataset, settings)
+        if (rotated / "summary.json").exists():
+            rotated_tables = [split_tables(f"{rotated}:{folder}") for folder in MEMBER_FOLDERS]
+            row[ROTATED] = mean_scores(rotated_tables, [(0, 1, 2)], "min_mape")
         rows[name] = row
 
     def pooled(subset: list[str]) -> dict:
@@ -115,17 +171,24 @@ def analyse(dataset: str, seeds: list[int]) -> dict:
             "3 seeds of one draw (3seeds)": mean_scores(tables, same, "min_mape"),
             "3 draws, one seed each (3chains)": mean_scores(tables, cross, "min_mape"),
             "3 draws, one seed each, geometric mean": mean_scores(tables, cross, "geometric"),
-        }
+        } | mean_of_draws(subset, ROTATED)
+
+    def mean_of_draws(subset: list[str], what: str) -> dict:
+        found = [rows[n][what] for n in subset if what in rows[n]]
+        if len(found) < len(subset):
+            return {}
+        return {what: {k: float(np.mean([f[k] for f in found])) for k in KEYS} | {"n": len(found)}}
 
     fresh = [n for n in names if not n.startswith("first")]
     return {
         "dataset": dataset,
+        "aflow_settings": settings,
         "runs": {n: str(p.relative_to(HERE.parent)) for n, p in draws.items()},
         "per_draw": rows,
         "pooled": {
             label: pooled(subset)
             for label, subset in (("all draws", names), ("retrained draws only", fresh))
-            if len(subset) >= 3
+            if len(subset) >= 3 and (label == "all draws" or subset != names)
         },
     }
 
@@ -168,12 +231,22 @@ def main() -> None:
     parser.add_argument("--dataset", default="togo15")
     parser.add_argument("--aflow-seeds", nargs="+", type=int, default=[42, 43, 44])
     parser.add_argument("--no-train", action="store_true", help="only score the runs already there")
+    parser.add_argument(
+        "--aflow-set", nargs="+", default=[], metavar="KEY=VALUE", help="AFLOW stage settings of a variant"
+    )
+    parser.add_argument(
+        "--rotate", action="store_true", help="also train 3seeds with rotate=True on every draw found"
+    )
     args = parser.parse_args()
+    settings = parse_settings(args.aflow_set)
     if not args.no_train:
-        train_draws(args.dataset, args.aflow_seeds)
+        train_draws(args.dataset, args.aflow_seeds, settings)
+    if args.rotate:
+        train_rotated(args.dataset, args.aflow_seeds, settings)
     record_path = HERE / "out" / "aflow_draws.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    record[args.dataset] = analyse(args.dataset, args.aflow_seeds)
+    key = args.dataset + (f", AFLOW stage {', '.join(args.aflow_set)}" if settings else "")
+    record[key] = analyse(args.dataset, args.aflow_seeds, settings)
     record_path.write_text(json.dumps(record, indent=1))
     (HERE / "aflow_draws.md").write_text(markdown(record))
     print(markdown(record))
