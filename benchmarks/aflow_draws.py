@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/aflow_draws.py [--dataset togo15] [--aflow-seeds 42 43 44] [--no-train]
-                                     [--aflow-set KEY=VALUE ...]
+                                     [--aflow-set KEY=VALUE ...] [--rotate]
 
 Every study in ``benchmarks/studies.py`` fine-tunes from one set of 3 AFLOW models, trained once
 in the first session (the reproduce table's). This script trains the AFLOW stage again from
@@ -28,6 +28,10 @@ The first-session draw (``benchmarks/out/reproduce``) is included when it exists
 :class:`~matgl_ltc.train.recipes.Stage` field) for every draw: a variant of the AFLOW stage,
 measured over draws, in its own folder (``benchmarks/out/aflow_draws/<settings>/``) and its own
 section of the table. Only ``two-stage-hybrid-3seeds`` is trained for a variant.
+
+``--rotate`` also trains ``two-stage-hybrid-3seeds`` with ``rotate=True`` on every draw found
+(member i of split k fine-tuned from the draw's AFLOW model k + i; member 0 copied from the
+draw's ``3seeds`` run): members from 3 AFLOW models at the cost of one draw.
 """
 
 from __future__ import annotations
