@@ -272,6 +272,23 @@ def test_rotated_members_continue_from_the_next_aflow_models(tmp_path, aflow_sub
     assert main([*argv, "--no-progress"]) == 0
     assert json.loads((tmp_path / "cli" / "recipe.json").read_text())["rotate"] is True
     assert len(list((tmp_path / "stages").iterdir())) == 1
+    # resuming that folder without --rotate would mix rotated and unrotated members: refused
+    with pytest.raises(ValueError, match=r"rotate=False \(the run: True\)"):
+        RecipeRunner(tmp_path / "stages", progress=False).run(
+            replace(recipe, rotate=False), togo15, tmp_path / "cli", n_splits=3
+        )
+    with pytest.raises(ValueError, match="other stage settings"):
+        RecipeRunner(tmp_path / "stages", progress=False).run(
+            recipe.with_overrides(epochs=2), togo15, tmp_path / "cli", n_splits=3
+        )
+    other = random_splits(togo15.ids, n_splits=3, first_seed=7)
+    with pytest.raises(ValueError, match="split 0 differs"):
+        RecipeRunner(tmp_path / "stages", progress=False).run(recipe, togo15, tmp_path / "cli", splits=other)
+    # what only rescores is allowed: another estimate, from the models already there
+    rescored = RecipeRunner(tmp_path / "stages", progress=False).run(
+        replace(recipe, estimate="min_mape"), togo15, tmp_path / "cli", n_splits=3
+    )
+    assert rescored.summary["estimate"] == "min_mape"
 
 
 def test_per_split_fidelity_aware_pretraining_from_a_file(tmp_path, aflow_subset, togo15):

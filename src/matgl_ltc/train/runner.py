@@ -26,7 +26,7 @@ import numpy as np
 
 from ..analysis.metrics import METRIC_NAMES
 from ..data.datasets import LTCDataset, load_dataset
-from ..data.splits import Split, random_splits, save_splits
+from ..data.splits import Split, load_splits, random_splits, save_splits
 from ..model.ltc_model import LTCModel
 from .fit import fit
 from .members import ENSEMBLE_FOLDER, member_chain, member_folders, member_stages, score_members
@@ -91,6 +91,42 @@ def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
         )
     lines.append(f"\nTraining wall time (stages run in this call): {summary['wall_time_s']:.0f} s")
     return "\n".join(lines) + "\n"
+
+
+#: recipe-level settings that decide which models a run's members are (``estimate`` only rescores)
+RESUME_KEYS = {"reseed": "last", "rotate": False}
+
+
+def _check_resumable(out: Path, recipe: Recipe, splits: Sequence[Split]) -> None:
+    """Refuse to resume into a run folder whose finished stages another recipe or split trained.
+
+    Stages are reused because their folder exists, so a changed stage setting, ``reseed``,
+    ``rotate`` or split would silently mix old and new models. What only rescoring changes
+    (``estimate``, more ``members``, fewer or more splits) is allowed.
+    """
+    if (out / "recipe.json").is_file():
+        old = json.loads((out / "recipe.json").read_text())
+        new = json.loads(json.dumps(recipe.to_dict()))
+        differs = [
+            f"{key}={new.get(key, default)!r} (the run: {old.get(key, default)!r})"
+            for key, default in RESUME_KEYS.items()
+            if old.get(key, default) != new.get(key, default)
+        ]
+        if old.get("stages") != new["stages"]:
+            differs.insert(0, "other stage settings")
+        if differs:
+            raise ValueError(
+                f"{out} holds a run of recipe {old.get('name')!r} trained with other settings than "
+                f"{recipe.name!r} ({'; '.join(differs)}), so its stages cannot be reused: choose another "
+                "output folder or delete this one"
+            )
+    if (out / "splits.json").is_file():
+        for k, (old_split, new_split) in enumerate(zip(load_splits(out / "splits.json"), splits)):
+            if (old_split.train, old_split.validation) != (new_split.train, new_split.validation):
+                raise ValueError(
+                    f"{out} was trained on other splits (split {k} differs); choose another output "
+                    "folder or delete this one"
+                )
 
 
 class RecipeRunner:
@@ -209,6 +245,7 @@ class RecipeRunner:
         out.mkdir(parents=True, exist_ok=True)
         cache = self.stage_cache or out / "stages"
         target_splits = list(splits) if splits else random_splits(target.ids, n_splits=n_splits)
+        _check_resumable(out, recipe, target_splits)
         (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
         save_splits(target_splits, out / "splits.json")
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
