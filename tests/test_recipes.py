@@ -66,6 +66,15 @@ def test_builtin_recipes_follow_the_paper():
     hybrid, plain = recipes["two-stage-hybrid"], recipes["two-stage"]
     assert [s.descriptors for s in hybrid.stages] == [False, True]
     assert stage_fingerprint(hybrid, hybrid.stages[0]) == stage_fingerprint(plain, plain.stages[0])
+    # the member recipes train the hybrid's stages; they differ only in what their members start from
+    for name, (reseed, rotate) in {
+        "two-stage-hybrid-3seeds": ("last", False),
+        "two-stage-hybrid-3rotated": ("last", True),
+        "two-stage-hybrid-3chains": ("all", False),
+    }.items():
+        members = recipes[name]
+        assert members.stages == hybrid.stages and (members.members, members.estimate) == (3, "min_mape")
+        assert (members.reseed, members.rotate) == (reseed, rotate)
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
         assert (stage.epochs, stage.batch_size, stage.lr, stage.n_splits) == (300, 8, 1e-3, None)

@@ -20,6 +20,7 @@ REPRODUCE_RECIPES = (
     "aflow-only",
     "two-stage-hybrid",
     "two-stage-hybrid-3seeds",
+    "two-stage-hybrid-3rotated",
     "two-stage-hybrid-3chains",
 )
 
