@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from members import split_tables, subset_scores
+from members import split_scores, split_tables, subset_scores
 
 from matgl_ltc.train.recipes import Stage, resolve_recipe
 from matgl_ltc.train.runner import RecipeRunner
@@ -143,7 +143,7 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
     def index(name: str, member: int) -> int:
         return where.index((name, member))
 
-    rows = {}
+    rows, differences = {}, {}  # differences: rotate − 3seeds per split, on the same draw
     for name in names:
         members = [index(name, m) for m in range(3)]
         row = {"single seeds": mean_scores(tables, [(i,) for i in members], "geometric")}
@@ -158,6 +158,10 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
         if (rotated / "summary.json").exists():
             rotated_tables = [split_tables(f"{rotated}:{folder}") for folder in MEMBER_FOLDERS]
             row[ROTATED] = mean_scores(rotated_tables, [(0, 1, 2)], "min_mape")
+            same = split_scores(tables, tuple(members), "min_mape")
+            differences[name] = {
+                k: v - same[k] for k, v in split_scores(rotated_tables, (0, 1, 2), "min_mape").items()
+            }
         rows[name] = row
 
     def pooled(subset: list[str]) -> dict:
@@ -184,11 +188,23 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
         return {what: {k: float(np.mean([f[k] for f in found])) for k in KEYS} | {"n": len(found)}}
 
     fresh = [n for n in names if not n.startswith("first")]
+    paired = {}
+    if differences:
+        for key in KEYS:
+            d = np.concatenate([differences[n][key] for n in differences])
+            paired[key] = {
+                "mean": float(d.mean()),
+                "standard_error": float(d.std(ddof=1) / np.sqrt(len(d))),
+                "improved": int((d < 0).sum()),
+                "n": len(d),
+                "per_draw": {n: float(differences[n][key].mean()) for n in differences},
+            }
     return {
         "dataset": dataset,
         "aflow_settings": settings,
         "runs": {n: str(p.relative_to(HERE.parent)) for n, p in draws.items()},
         "per_draw": rows,
+        "rotate_minus_3seeds": paired,
         "pooled": {
             label: pooled(subset)
             for label, subset in (("all draws", names), ("retrained draws only", fresh))
@@ -224,6 +240,19 @@ def markdown(record: dict) -> str:
             for what, scores in pool.items():
                 if what != "draws":
                     lines.append(f"| pooled: {label} | {what} | {scores['n']} | {cells(scores)} |")
+        if entry.get("rotate_minus_3seeds"):
+            lines += [
+                "",
+                "rotate − 3seeds on the same draw, paired per split (mean ± standard error over draws × "
+                "splits; splits improved; per draw):",
+                "",
+            ]
+            for key, d in entry["rotate_minus_3seeds"].items():
+                per_draw = ", ".join(f"{v:+.3f}" for v in d["per_draw"].values())
+                lines.append(
+                    f"- {key}: {d['mean']:+.3f} ± {d['standard_error']:.3f} "
+                    f"({d['improved']}/{d['n']}; {per_draw})"
+                )
         lines += ["", "Runs: " + ", ".join(f"{k}: `{v}`" for k, v in entry["runs"].items())]
     return "\n".join(lines) + "\n"
 

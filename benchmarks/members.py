@@ -56,8 +56,8 @@ def split_tables(run: str | Path) -> list[list[np.ndarray]]:
     return [read_predictions(s / (stage or "target") / "validation_predictions.csv") for s in splits]
 
 
-def subset_scores(runs: list[list[list[np.ndarray]]], members: tuple[int, ...], estimate: str) -> dict:
-    """Split-mean metrics of one subset of runs combined per split with ``estimate``."""
+def split_scores(runs: list[list[list[np.ndarray]]], members: tuple[int, ...], estimate: str) -> dict:
+    """Per-split metrics of one subset of runs combined per split with ``estimate``."""
     scores: dict[str, list[float]] = {}
     for k in range(len(runs[0])):
         true = runs[0][k][0]
@@ -66,7 +66,12 @@ def subset_scores(runs: list[list[list[np.ndarray]]], members: tuple[int, ...], 
             metrics = regression_metrics(true, point_estimate(stacked, estimate))
             for name in ("mape", "log10_mae"):
                 scores.setdefault(f"{protocol}/{name}", []).append(metrics[name])
-    return {key: float(np.mean(values)) for key, values in scores.items()}
+    return {key: np.array(values) for key, values in scores.items()}
+
+
+def subset_scores(runs: list[list[list[np.ndarray]]], members: tuple[int, ...], estimate: str) -> dict:
+    """Split-mean metrics of one subset of runs combined per split with ``estimate``."""
+    return {key: float(values.mean()) for key, values in split_scores(runs, members, estimate).items()}
 
 
 def size_row(runs: list, size: int, estimate: str, goals: dict[str, float]) -> dict:
