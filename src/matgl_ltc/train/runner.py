@@ -212,8 +212,8 @@ class RecipeRunner:
 
         Returns the stage models by name and the seconds spent. A non-target stage's models live in
         the stage cache, keyed by the chain's fingerprint, and model j serves target splits
-        k ≡ j (mod its ``n_splits``), or member i of split k ≡ j − i with ``rotate``; a target-set stage lives in the split's folder (member i's in
-        ``<stage>_member<i>``).
+        k ≡ j (mod its ``n_splits``), or with ``rotate`` member i of the splits k ≡ j − i; a
+        target-set stage lives in the split's folder (member i's in ``<stage>_member<i>``).
         """
         models: dict[str, Path] = {}
         wall = 0.0
