@@ -345,7 +345,7 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
             hybrid,
             "two-stage-hybrid-3seeds whose member i of split k fine-tunes from AFLOW model k + i: "
             "3 seeds and 3 AFLOW models per split at 3seeds' cost (lower unbiased MAPE than "
-            "3seeds on every AFLOW draw measured, see docs/accuracy.md)",
+            "3seeds on each of four Togo15 AFLOW draws, level on HH143; see docs/accuracy.md)",
             members=3,
             estimate="min_mape",
             rotate=True,
