@@ -241,7 +241,7 @@ def test_members_with_their_own_aflow_models(tmp_path, aflow_subset, togo15):
     assert sum("already trained" in line for line in logs) == 8  # 2 splits × 2 members × (AFLOW + target)
 
 
-def test_rotated_members_continue_from_the_next_aflow_models(tmp_path, aflow_subset, togo15):
+def test_rotated_members_continue_from_the_next_aflow_models(tmp_path, aflow_subset, togo15, capsys):
     """rotate: member i of split k fine-tunes from AFLOW model (k + i) mod 2; no AFLOW model is added."""
     from dataclasses import replace
 
@@ -280,6 +280,8 @@ def test_rotated_members_continue_from_the_next_aflow_models(tmp_path, aflow_sub
     ]
     assert main([*argv, "--no-progress"]) == 0
     assert json.loads((tmp_path / "cli" / "recipe.json").read_text())["rotate"] is True
+    assert main(["train", "--recipe", str(tmp_path / "two.json"), "--dataset", "togo15", "--rotate"]) == 2
+    assert "add --members N" in capsys.readouterr().err  # one member per split: nothing to rotate
     assert len(list((tmp_path / "stages").iterdir())) == 1
     # resuming that folder without --rotate would mix rotated and unrotated members: refused
     with pytest.raises(ValueError, match=r"rotate=False \(the run: True\)"):

@@ -75,6 +75,11 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
             reseed=args.reseed or recipe.reseed,
             rotate=args.rotate or recipe.rotate,
         )
+        if recipe.members == 1 and (args.reseed is not None or args.rotate):
+            raise ValueError(
+                f"--reseed and --rotate choose what a split's members start from, and recipe "
+                f"{recipe.name!r} has one member per split: add --members N (N > 1)"
+            )
     dataset = load_dataset(args.dataset)
     splits = load_splits(args.split_file) if args.split_file else None
     out = Path(args.out or f"runs/{recipe.name}-{dataset.name}")
