@@ -108,6 +108,7 @@ def test_recipe_from_toml_and_yaml(tmp_path):
         ({"name": "x", "estimate": "median", "stages": [{"name": "target"}]}, "estimate must be one of"),
         ({"name": "x", "seeds": 3, "stages": [{"name": "target"}]}, r"unknown setting\(s\) \['seeds'\]"),
         ({"name": "x", "reseed": "first", "stages": [{"name": "target"}]}, "reseed must be one of"),
+        ({"name": "x", "rotate": True, "stages": [{"name": "target"}]}, "need members > 1"),
     ],
 )
 def test_bad_recipes_are_clear_errors(bad, message):

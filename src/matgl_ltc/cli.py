@@ -68,18 +68,19 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
 
     recipe = resolve_recipe(args.recipe, paper=args.paper).with_overrides(epochs=args.epochs_override)
     if args.members is not None or args.estimate is not None or args.reseed is not None or args.rotate:
-        recipe = replace(
-            recipe,
-            members=args.members or recipe.members,
-            estimate=args.estimate or recipe.estimate,
-            reseed=args.reseed or recipe.reseed,
-            rotate=args.rotate or recipe.rotate,
-        )
-        if recipe.members == 1 and (args.reseed is not None or args.rotate):
+        members = args.members or recipe.members
+        if members == 1 and (args.reseed is not None or args.rotate):
             raise ValueError(
                 f"--reseed and --rotate choose what a split's members start from, and recipe "
                 f"{recipe.name!r} has one member per split: add --members N (N > 1)"
             )
+        recipe = replace(
+            recipe,
+            members=members,
+            estimate=args.estimate or recipe.estimate,
+            reseed=args.reseed or recipe.reseed,
+            rotate=args.rotate or recipe.rotate,
+        )
     dataset = load_dataset(args.dataset)
     splits = load_splits(args.split_file) if args.split_file else None
     out = Path(args.out or f"runs/{recipe.name}-{dataset.name}")

@@ -181,6 +181,11 @@ class Recipe:
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "members", int(self.members))
         object.__setattr__(self, "rotate", bool(self.rotate))
+        if self.members == 1 and (self.reseed != "last" or self.rotate):
+            raise ValueError(
+                f"recipe {self.name!r}: reseed and rotate choose what a split's members start from, "
+                "so they need members > 1"
+            )
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
