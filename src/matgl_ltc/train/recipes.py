@@ -222,16 +222,7 @@ class Recipe:
             stages.append(Stage(**raw))
         if "name" not in data:
             raise ValueError("a recipe needs a 'name'")
-        unknown = set(data) - {
-            "name",
-            "description",
-            "paper_name",
-            "members",
-            "estimate",
-            "reseed",
-            "rotate",
-            "stages",
-        }
+        unknown = set(data) - {f.name for f in fields(cls) if f.name != "tags"}
         if unknown:
             raise ValueError(f"recipe {data['name']!r}: unknown setting(s) {sorted(unknown)}")
         return cls(

@@ -94,7 +94,7 @@ def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
 
 
 #: recipe-level settings that decide which models a run's members are (``estimate`` only rescores)
-RESUME_KEYS = {"reseed": "last", "rotate": False}
+RESUME_KEYS = ("reseed", "rotate")
 
 
 def _check_resumable(out: Path, recipe: Recipe, splits: Sequence[Split]) -> None:
@@ -105,18 +105,17 @@ def _check_resumable(out: Path, recipe: Recipe, splits: Sequence[Split]) -> None
     (``estimate``, more ``members``, fewer or more splits) is allowed.
     """
     if (out / "recipe.json").is_file():
-        old = json.loads((out / "recipe.json").read_text())
-        new = json.loads(json.dumps(recipe.to_dict()))
+        old = Recipe.from_dict(json.loads((out / "recipe.json").read_text()))
         differs = [
-            f"{key}={new.get(key, default)!r} (the run: {old.get(key, default)!r})"
-            for key, default in RESUME_KEYS.items()
-            if old.get(key, default) != new.get(key, default)
+            f"{key}={getattr(recipe, key)!r} (the run: {getattr(old, key)!r})"
+            for key in RESUME_KEYS
+            if getattr(old, key) != getattr(recipe, key)
         ]
-        if old.get("stages") != new["stages"]:
+        if old.stages != recipe.stages:
             differs.insert(0, "other stage settings")
         if differs:
             raise ValueError(
-                f"{out} holds a run of recipe {old.get('name')!r} trained with other settings than "
+                f"{out} holds a run of recipe {old.name!r} trained with other settings than "
                 f"{recipe.name!r} ({'; '.join(differs)}), so its stages cannot be reused: choose another "
                 "output folder or delete this one"
             )
