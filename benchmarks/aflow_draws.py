@@ -106,7 +106,7 @@ def train_rotated(dataset: str, seeds: list[int], settings: dict[str, Any]) -> N
     """``two-stage-hybrid-3seeds`` with ``rotate``: member i of split k from AFLOW model k + i.
 
     Member 0 continues from the same AFLOW model with the same seed as the draw's ``3seeds``
-    run, so it is copied from there instead of trained again (CPU training is deterministic).
+    run, so it is copied from there instead of trained again (same AFLOW model, seed and settings).
     """
     for draw, run in draws_of(dataset, seeds, settings).items():
         first = draw.startswith("first")
@@ -132,6 +132,11 @@ def draws_of(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict[s
     return found
 
 
+def split_means(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """One subset's split-mean scores, shaped as a ``mean_scores`` row."""
+    return {k: float(scores[k].mean()) for k in KEYS} | {"n": 1}
+
+
 def mean_scores(tables: list, combos: list[tuple[int, ...]], estimate: str) -> dict[str, float]:
     scores = [subset_scores(tables, c, estimate) for c in combos]
     return {k: float(np.mean([s[k] for s in scores])) for k in KEYS} | {"n": len(scores)}
@@ -152,8 +157,9 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
     rows, differences = {}, {}  # differences: rotate − 3seeds per split, on the same draw
     for name in names:
         members = [index(name, m) for m in range(3)]
+        same = split_scores(tables, tuple(members), "min_mape")
         row = {"single seeds": mean_scores(tables, [(i,) for i in members], "geometric")}
-        row["3 seeds of this draw (3seeds)"] = mean_scores(tables, [tuple(members)], "min_mape")
+        row["3 seeds of this draw (3seeds)"] = split_means(same)
         two_stage = variant_root(settings) / f"two-stage-aflow{name.split()[-1]}" / dataset
         if name.startswith("first"):
             two_stage = FIRST_SESSION / "two-stage" / dataset
@@ -163,11 +169,9 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
         rotated = rotated_run(name, dataset, settings)
         if (rotated / "summary.json").exists():
             rotated_tables = [split_tables(f"{rotated}:{folder}") for folder in MEMBER_FOLDERS]
-            row[ROTATED] = mean_scores(rotated_tables, [(0, 1, 2)], "min_mape")
-            same = split_scores(tables, tuple(members), "min_mape")
-            differences[name] = {
-                k: v - same[k] for k, v in split_scores(rotated_tables, (0, 1, 2), "min_mape").items()
-            }
+            rotated_scores = split_scores(rotated_tables, (0, 1, 2), "min_mape")
+            row[ROTATED] = split_means(rotated_scores)
+            differences[name] = {k: v - same[k] for k, v in rotated_scores.items()}
         rows[name] = row
 
     def pooled(subset: list[str]) -> dict:
