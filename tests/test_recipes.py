@@ -109,6 +109,7 @@ def test_recipe_from_toml_and_yaml(tmp_path):
         ({"name": "x", "seeds": 3, "stages": [{"name": "target"}]}, r"unknown setting\(s\) \['seeds'\]"),
         ({"name": "x", "reseed": "first", "stages": [{"name": "target"}]}, "reseed must be one of"),
         ({"name": "x", "rotate": True, "stages": [{"name": "target"}]}, "need members > 1"),
+        ({"name": "x", "stages": [{"name": "target", "monitor": "loss"}]}, "monitor must be one of"),
     ],
 )
 def test_bad_recipes_are_clear_errors(bad, message):
@@ -386,13 +387,15 @@ def test_reproduce_table(tmp_path):
 def test_every_stage_setting_reaches_training(tmp_path, aflow_subset, togo15):
     target = Stage(
         "target", init="backbone:megnet-eform", average_last=1, freeze=("backbone.embedding",), fidelity=1,
-        replay=aflow_subset, replay_size=7, keep="last", descriptors=True, **TINY,
+        replay=aflow_subset, replay_size=7, keep="last", descriptors=True, monitor="log10_mae", **TINY,
     )  # fmt: skip
     runner = RecipeRunner(tmp_path / "stages", progress=False)
     runner.run(Recipe("settings", (target,)), togo15, tmp_path / "run", n_splits=1)
-    settings = json.loads((tmp_path / "run" / "split_0" / "target" / "metrics.json").read_text())["settings"]
+    metrics = json.loads((tmp_path / "run" / "split_0" / "target" / "metrics.json").read_text())
+    settings = metrics["settings"]
+    assert metrics["monitor"] == "log10_mae"
     for key, value in target.fit_kwargs().items():
-        if key in ("keep", "replay"):
+        if key in ("keep", "replay", "monitor"):
             continue
         assert settings[key] == (list(value) if isinstance(value, tuple) else value), key
     assert settings["replay"] and settings["replay_size"] == 7

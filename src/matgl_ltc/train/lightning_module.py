@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 from torch_geometric.data import Batch, Data
 
-from ..analysis.metrics import regression_metrics
+from ..analysis.metrics import METRIC_NAMES, regression_metrics
 from ..data.graphs import collate_graphs
 from ..model.ltc_model import LTCModel
 
@@ -79,6 +79,8 @@ class LTCLightningModule(pl.LightningModule):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
+        if monitor not in METRIC_NAMES:
+            raise ValueError(f"monitor must be one of {METRIC_NAMES}, not {monitor!r}")
         self.model = model
         self.lr, self.epochs, self.min_lr_fraction = lr, epochs, min_lr_fraction
         self.loss_name, self.weight_decay, self.monitor = loss, weight_decay, monitor

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..analysis.metrics import METRIC_NAMES
 from ..model.ensemble import ESTIMATES
 
 TARGET = "target"
@@ -47,6 +48,9 @@ class Stage:
         Fidelity-aware training, as in :func:`matgl_ltc.train.fit`: the stage's labels enter
         MEGNet's state as ``fidelity``, mixed with ``replay_size`` structures of ``replay``
         at ``replay_fidelity``.
+    monitor
+        Validation metric whose best epoch ``keep="best"`` keeps (``mape``, ``log10_mae``...):
+        a stage trained on a log loss is better judged by a log metric than by MAPE.
     descriptors
         Hybrid head: composition/structure descriptors enter the head beside the MEGNet
         embedding (:meth:`matgl_ltc.model.LTCModel.with_descriptors`). A continued model's
@@ -77,6 +81,7 @@ class Stage:
     replay_size: int = 0
     replay_fidelity: int = 0
     descriptors: bool = False
+    monitor: str = "mape"
 
     def __post_init__(self) -> None:
         kind, _, ref = self.init.partition(":")
@@ -86,6 +91,10 @@ class Stage:
             )
         if self.keep not in ("best", "last"):
             raise ValueError(f"stage {self.name!r}: keep must be 'best' or 'last'")
+        if self.monitor not in METRIC_NAMES:
+            raise ValueError(
+                f"stage {self.name!r}: monitor must be one of {METRIC_NAMES}, not {self.monitor!r}"
+            )
         object.__setattr__(self, "head_hidden", tuple(int(h) for h in self.head_hidden))
         object.__setattr__(self, "freeze", tuple(str(p) for p in self.freeze))
         if self.average_last < 0 or self.average_last > self.epochs:
@@ -128,6 +137,7 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "replay_size": 0,
     "replay_fidelity": 0,
     "descriptors": False,
+    "monitor": "mape",
 }
 
 
