@@ -387,7 +387,7 @@ def test_reproduce_table(tmp_path):
 def test_every_stage_setting_reaches_training(tmp_path, aflow_subset, togo15):
     target = Stage(
         "target", init="backbone:megnet-eform", average_last=1, freeze=("backbone.embedding",), fidelity=1,
-        replay=aflow_subset, replay_size=7, keep="last", descriptors=True, monitor="log10_mae", **TINY,
+        replay=aflow_subset, replay_size=7, keep="last", descriptors=True, monitor="log10_mae", l2_sp=0.1, **TINY,
     )  # fmt: skip
     runner = RecipeRunner(tmp_path / "stages", progress=False)
     runner.run(Recipe("settings", (target,)), togo15, tmp_path / "run", n_splits=1)

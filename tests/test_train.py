@@ -201,6 +201,19 @@ def test_frozen_parameters_do_not_move(togo15):
         fit(model, togo15, 0, epochs=1, freeze=("backbone.nothing",), progress=False)
 
 
+def test_l2_sp_holds_the_weights_near_where_the_stage_started(togo15):
+    def distance_moved(l2_sp: float) -> float:
+        model = LTCModel.from_backbone("megnet-eform", head_hidden=(16,), seed=0)
+        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        fit(model, togo15, 0, epochs=3, batch_size=16, lr=5e-3, keep="last", l2_sp=l2_sp, progress=False)
+        return sum(float(torch.sum((p.detach() - start[n]) ** 2)) for n, p in model.named_parameters())
+
+    free, anchored = distance_moved(0.0), distance_moved(50.0)
+    assert 0 < anchored < 0.5 * free
+    with pytest.raises(ValueError, match="l2_sp must be non-negative"):
+        LTCLightningModule(LTCModel.from_backbone("megnet-eform", head_hidden=(16,)), l2_sp=-1.0)
+
+
 def test_cli_train_with_split_file(tmp_path, togo15, capsys):
     split_file = tmp_path / "split.json"
     split_file.write_text(json.dumps({"train": togo15.ids[19:], "validation": togo15.ids[:19]}))

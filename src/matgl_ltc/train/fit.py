@@ -81,6 +81,7 @@ def fit(
     num_workers: int = 0,
     metadata: dict[str, Any] | None = None,
     average_last: int = 0,
+    l2_sp: float = 0.0,
     freeze: Sequence[str] = (),
     fidelity: int | None = None,
     replay: LTCDataset | str | None = None,
@@ -95,7 +96,8 @@ def fit(
     ``keep="last"`` keeps the final epoch, which is the unbiased choice when the validation
     split must not steer training. ``average_last=N`` makes "the final epoch" the mean of the
     weights of the last N epochs (snapshot averaging); ``freeze`` holds the parameters whose
-    names start with any of the given prefixes fixed.
+    names start with any of the given prefixes fixed; ``l2_sp=α`` pulls the weights back
+    towards those the stage started from (L2-SP, see :class:`LTCLightningModule`).
 
     Fidelity-aware training: ``fidelity`` sets the model's state input for the target labels
     (and for its predictions afterwards); ``replay`` mixes ``replay_size`` structures of another
@@ -151,7 +153,9 @@ def fit(
     model.train()
     trainable = {name: p.requires_grad for name, p in model.named_parameters()}
     _freeze(model, freeze)
-    module = LTCLightningModule(model, lr, epochs, min_lr_fraction, loss, weight_decay, monitor, average_last)
+    module = LTCLightningModule(
+        model, lr, epochs, min_lr_fraction, loss, weight_decay, monitor, average_last, l2_sp
+    )
     root = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="matgl_ltc_"))
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -230,6 +234,7 @@ def fit(
             "weight_decay": weight_decay,
             "seed": seed,
             "average_last": average_last,
+            "l2_sp": l2_sp,
             "freeze": list(freeze),
             "fidelity": model.state_index,
             "replay": None if replay is None else getattr(replay, "name", str(replay)),

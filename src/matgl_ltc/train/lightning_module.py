@@ -63,6 +63,11 @@ class LTCLightningModule(pl.LightningModule):
         For ``spearman``/``r2`` the maximum is used.
     average_last
         Keep a running mean of the weights over the last N epochs (``averaged_state``).
+    l2_sp
+        Strength α of the L2-SP penalty α/2 · Σ‖w − w₀‖² towards the weights w₀ the stage
+        starts from (Li et al., ICML 2018): fine-tuning may move where the data asks, but is
+        pulled back towards what the earlier stage learned, instead of towards zero as weight
+        decay is. Logged ``train_loss`` is the data loss alone.
     """
 
     def __init__(
@@ -75,8 +80,11 @@ class LTCLightningModule(pl.LightningModule):
         weight_decay: float = 0.0,
         monitor: str = "mape",
         average_last: int = 0,
+        l2_sp: float = 0.0,
     ) -> None:
         super().__init__()
+        if l2_sp < 0:
+            raise ValueError(f"l2_sp must be non-negative, not {l2_sp}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, not {loss!r}")
         if monitor not in METRIC_NAMES:
@@ -96,6 +104,22 @@ class LTCLightningModule(pl.LightningModule):
         self.average_last = int(average_last)
         self.averaged_state: dict[str, torch.Tensor] | None = None
         self._n_averaged = 0
+        self.l2_sp = float(l2_sp)
+        self._anchor: dict[str, torch.Tensor] = {}
+
+    def on_fit_start(self) -> None:
+        if self.l2_sp:  # the starting weights, on the device training runs on
+            self._anchor = {
+                n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad
+            }
+
+    def anchor_penalty(self) -> torch.Tensor:
+        """α/2 · Σ‖w − w₀‖² over the trainable parameters (0 without ``l2_sp``)."""
+        if not self._anchor:
+            return torch.zeros((), device=self.device)
+        params = dict(self.model.named_parameters())
+        squared = sum(torch.sum((params[n] - w0) ** 2) for n, w0 in self._anchor.items())
+        return 0.5 * self.l2_sp * squared
 
     def loss(self, z: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
         if self.loss_name == "mape":
@@ -127,7 +151,7 @@ class LTCLightningModule(pl.LightningModule):
         self._train_loss_sum += float(loss.detach()) * len(kappa)
         self._train_count += len(kappa)
         self.log("train_loss", loss, prog_bar=True, batch_size=len(kappa), on_step=False, on_epoch=True)
-        return loss
+        return loss + self.anchor_penalty() if self.l2_sp else loss
 
     def validation_step(self, batch: tuple[Batch, torch.Tensor], batch_idx: int) -> None:
         graphs, kappa = batch

@@ -42,6 +42,8 @@ class Stage:
     average_last
         Average the weights of the last N epochs (snapshot averaging); with ``keep="last"``
         the averaged weights are the stage's model.
+    l2_sp
+        L2-SP strength: a penalty α/2 · Σ‖w − w₀‖² towards the weights the stage starts from.
     freeze
         Parameter-name prefixes held fixed (``backbone.embedding``, ``backbone.blocks.0``...).
     fidelity, replay, replay_size, replay_fidelity
@@ -75,6 +77,7 @@ class Stage:
     head_hidden: tuple[int, ...] = (450, 350, 350)
     n_splits: int | None = None
     average_last: int = 0
+    l2_sp: float = 0.0
     freeze: tuple[str, ...] = ()
     fidelity: int | None = None
     replay: str | None = None
@@ -131,6 +134,7 @@ class Stage:
 
 _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "average_last": 0,
+    "l2_sp": 0.0,
     "freeze": (),
     "fidelity": None,
     "replay": None,
