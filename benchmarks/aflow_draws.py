@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/aflow_draws.py [--dataset togo15] [--aflow-seeds 42 43 44] [--no-train]
-                                     [--aflow-set KEY=VALUE ...] [--rotate] [--recipes ...]
+                                     [--aflow-set KEY=VALUE ...] [--target-set KEY=VALUE ...]
+                                     [--rotate] [--recipes ...]
 
 Every study in ``benchmarks/studies.py`` fine-tunes from one set of 3 AFLOW models, trained once
 in the first session (the reproduce table's). This script trains the AFLOW stage again from
@@ -28,6 +29,9 @@ The first-session draw (``benchmarks/out/reproduce``) is included when it exists
 :class:`~matgl_ltc.train.recipes.Stage` field) for every draw: a variant of the AFLOW stage,
 measured over draws, in its own folder (``benchmarks/out/aflow_draws/<settings>/``) and its own
 section of the table. Only ``two-stage-hybrid-3seeds`` is trained for a variant.
+``--target-set l2_sp=0.01`` does the same for the target stage; such a variant also runs on the
+first session's AFLOW models (they are not retrained). A variant's section ends with its paired
+difference to the default on the same draw (AFLOW seed) and splits.
 
 ``--rotate`` also trains ``two-stage-hybrid-3seeds`` with ``rotate=True`` on every draw found
 (member i of split k fine-tuned from the draw's AFLOW model k + i; member 0 copied from the
@@ -59,20 +63,31 @@ MEMBER_FOLDERS = ("target", "target_member1", "target_member2")
 KEYS = ("best_epoch/mape", "unbiased/mape", "unbiased/log10_mae")
 ROTATED = "3 AFLOW models of this draw, one seed each (rotate)"
 ROTATED_RUN = "two-stage-hybrid-3rotated, trained as a recipe"
+TARGET_PREFIX = "target."
 
 
-def parse_settings(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as Stage settings, values read as JSON where they parse (``10``, ``true``)."""
+def parse_settings(pairs: list[str], stage: str = "aflow") -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as Stage settings, values read as JSON where they parse (``10``, ``true``).
+
+    Target-stage settings are keyed ``target.KEY``, so one flat dict names a variant of both stages.
+    """
     settings = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or key not in {f.name for f in fields(Stage)}:
-            raise SystemExit(f"--aflow-set {pair!r}: expected KEY=VALUE with KEY a Stage setting")
+            raise SystemExit(f"--{stage}-set {pair!r}: expected KEY=VALUE with KEY a Stage setting")
         try:
             settings[key] = json.loads(value)
         except json.JSONDecodeError:
             settings[key] = value
-    return settings
+    return {f"{TARGET_PREFIX}{k}": v for k, v in settings.items()} if stage == "target" else settings
+
+
+def stage_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The AFLOW stage's and the target stage's overrides of one variant."""
+    aflow = {k: v for k, v in settings.items() if not k.startswith(TARGET_PREFIX)}
+    target = {k.removeprefix(TARGET_PREFIX): v for k, v in settings.items() if k.startswith(TARGET_PREFIX)}
+    return aflow, target
 
 
 def variant_root(settings: dict[str, Any]) -> Path:
@@ -81,20 +96,49 @@ def variant_root(settings: dict[str, Any]) -> Path:
 
 def with_aflow_seed(name: str, seed: int, settings: dict[str, Any] | None = None):
     recipe = resolve_recipe(name)
-    stages = (replace(recipe.stages[0], seed=seed, **(settings or {})), *recipe.stages[1:])
+    aflow, target = stage_settings(settings or {})
+    stages = (
+        replace(recipe.stages[0], seed=seed, **aflow),
+        *recipe.stages[1:-1],
+        replace(recipe.stages[-1], **target),
+    )
     return replace(recipe, name=f"{name} (AFLOW seed {seed})", stages=stages)
 
 
+def first_session_draw(settings: dict[str, Any]) -> bool:
+    """The first session's AFLOW models serve a variant that leaves the AFLOW stage as it is."""
+    return not stage_settings(settings)[0] and (FIRST_SESSION / "stages").is_dir()
+
+
+def run_dir(name: str, draw: str, dataset: str, settings: dict[str, Any]) -> Path:
+    """A recipe's run on one draw (``first`` or an AFLOW seed) for a variant (``{}``: the default)."""
+    if draw == "first" and not settings:
+        return FIRST_SESSION / name / dataset
+    return (
+        variant_root(settings) / f"{name}-{'first-session' if draw == 'first' else f'aflow{draw}'}" / dataset
+    )
+
+
 def train_draws(
-    dataset: str, seeds: list[int], settings: dict[str, Any], names: list[str] | None = None
+    dataset: str,
+    seeds: list[int],
+    settings: dict[str, Any],
+    names: list[str] | None = None,
+    first_session: bool = True,
 ) -> None:
     runner = RecipeRunner(OUT / "stages", progress=False)
     if not names:
         names = ["two-stage-hybrid-3seeds"] if settings else ["two-stage-hybrid-3seeds", "two-stage"]
+    if first_session and settings and first_session_draw(settings):  # a target-stage variant
+        for name in names:
+            recipe = with_aflow_seed(name, 42, settings)
+            RecipeRunner(FIRST_SESSION / "stages", progress=False).run(
+                recipe, dataset, run_dir(name, "first", dataset, settings)
+            )
     for seed in seeds:
         for name in names:
             recipe = with_aflow_seed(name, seed, settings)
-            runner.run(recipe, dataset, variant_root(settings) / f"{name}-aflow{seed}" / dataset)
+            runner.run(recipe, dataset, run_dir(name, str(seed), dataset, settings))
 
 
 def rotated_run(draw: str, dataset: str, settings: dict[str, Any]) -> Path:
@@ -102,7 +146,14 @@ def rotated_run(draw: str, dataset: str, settings: dict[str, Any]) -> Path:
     return variant_root(settings) / f"two-stage-hybrid-3seeds-rotated-{slug}" / dataset
 
 
-def train_rotated(dataset: str, seeds: list[int], settings: dict[str, Any]) -> None:
+def draw_key(draw: str) -> str:
+    """``first`` or the AFLOW seed, from a draw's label."""
+    return "first" if draw.startswith("first") else draw.split()[-1]
+
+
+def train_rotated(
+    dataset: str, seeds: list[int], settings: dict[str, Any], first_session: bool = True
+) -> None:
     """``two-stage-hybrid-3seeds`` with ``rotate``: member i of split k from AFLOW model k + i.
 
     Member 0 continues from the same AFLOW model with the same seed as the draw's ``3seeds``
@@ -110,6 +161,8 @@ def train_rotated(dataset: str, seeds: list[int], settings: dict[str, Any]) -> N
     """
     for draw, run in draws_of(dataset, seeds, settings).items():
         first = draw.startswith("first")
+        if first and not first_session:
+            continue
         seed = 42 if first else int(draw.split()[-1])
         recipe = replace(with_aflow_seed("two-stage-hybrid-3seeds", seed, settings), rotate=True)
         out = rotated_run(draw, dataset, settings)
@@ -122,11 +175,11 @@ def train_rotated(dataset: str, seeds: list[int], settings: dict[str, Any]) -> N
 
 def draws_of(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict[str, Path]:
     found = {}
-    first = FIRST_SESSION / "two-stage-hybrid-3seeds" / dataset
-    if not settings and (first / "summary.json").exists():
+    first = run_dir("two-stage-hybrid-3seeds", "first", dataset, settings)
+    if (not settings or first_session_draw(settings)) and (first / "summary.json").exists():
         found["first session (seed 42)"] = first
     for seed in seeds:
-        run = variant_root(settings) / f"two-stage-hybrid-3seeds-aflow{seed}" / dataset
+        run = run_dir("two-stage-hybrid-3seeds", str(seed), dataset, settings)
         if (run / "summary.json").exists():
             found[f"seed {seed}"] = run
     return found
@@ -160,9 +213,7 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
         same = split_scores(tables, tuple(members), "min_mape")
         row = {"single seeds": mean_scores(tables, [(i,) for i in members], "geometric")}
         row["3 seeds of this draw (3seeds)"] = split_means(same)
-        two_stage = variant_root(settings) / f"two-stage-aflow{name.split()[-1]}" / dataset
-        if name.startswith("first"):
-            two_stage = FIRST_SESSION / "two-stage" / dataset
+        two_stage = run_dir("two-stage", draw_key(name), dataset, settings)
         if (two_stage / "summary.json").exists():
             s = json.loads((two_stage / "summary.json").read_text())
             row["two-stage (1 seed)"] = {k: s[k.split("/")[0]][k.split("/")[1]]["mean"] for k in KEYS}
@@ -198,35 +249,75 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
         return {what: {k: float(np.mean([f[k] for f in found])) for k in KEYS} | {"n": len(found)}}
 
     for seed in seeds:  # the recommended recipe trained as such on a draw (no 3seeds run needed)
-        run = variant_root(settings) / f"two-stage-hybrid-3rotated-aflow{seed}" / dataset
+        run = run_dir("two-stage-hybrid-3rotated", str(seed), dataset, settings)
         if (run / "summary.json").exists():
             own = [split_tables(f"{run}:{folder}") for folder in MEMBER_FOLDERS]
             rows.setdefault(f"seed {seed}", {})[ROTATED_RUN] = mean_scores(own, [(0, 1, 2)], "min_mape")
             draws[f"seed {seed}, two-stage-hybrid-3rotated"] = run
     fresh = [n for n in names if not n.startswith("first")]
-    paired = {}
-    if differences:
-        for key in KEYS:
-            d = np.concatenate([differences[n][key] for n in differences])
-            paired[key] = {
-                "mean": float(d.mean()),
-                "standard_error": float(d.std(ddof=1) / np.sqrt(len(d))),
-                "improved": int((d < 0).sum()),
-                "n": len(d),
-                "per_draw": {n: float(differences[n][key].mean()) for n in differences},
-            }
     return {
         "dataset": dataset,
         "aflow_settings": settings,
         "runs": {n: str(p.relative_to(HERE.parent)) for n, p in draws.items()},
         "per_draw": rows,
-        "rotate_minus_3seeds": paired,
+        "rotate_minus_3seeds": paired_stats(differences),
+        "variant_minus_default": variant_differences(dataset, names, settings) if settings else {},
         "pooled": {
             label: pooled(subset)
             for label, subset in (("all draws", names), ("retrained draws only", fresh))
             if len(subset) >= 3 and (label == "all draws" or subset != names)
         },
     }
+
+
+def paired_stats(differences: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Mean ± standard error of per-split differences pooled over draws, and each draw's mean."""
+    paired = {}
+    for key in KEYS if differences else ():
+        d = np.concatenate([differences[n][key] for n in differences])
+        paired[key] = {
+            "mean": float(d.mean()),
+            "standard_error": float(d.std(ddof=1) / np.sqrt(len(d))),
+            "improved": int((d < 0).sum()),
+            "n": len(d),
+            "per_draw": {n: float(differences[n][key].mean()) for n in differences},
+        }
+    return paired
+
+
+def variant_differences(dataset: str, draws: list[str], settings: dict[str, Any]) -> dict:
+    """A variant against the default recipe on the same draw (AFLOW seed) and splits, for
+    ``3seeds`` and for rotated members. With a new AFLOW stage the pairing is by seed only:
+    the AFLOW models themselves differ."""
+
+    def scores(run: Path) -> dict[str, np.ndarray] | None:
+        if not (run / "summary.json").exists():
+            return None
+        return split_scores([split_tables(f"{run}:{f}") for f in MEMBER_FOLDERS], (0, 1, 2), "min_mape")
+
+    found: dict[str, dict] = {}
+    for draw in draws:
+        key = draw_key(draw)
+        pairs = {
+            "3seeds": (run_dir("two-stage-hybrid-3seeds", key, dataset, settings),
+                       run_dir("two-stage-hybrid-3seeds", key, dataset, {})),
+            "rotate": (rotated_run(draw, dataset, settings), rotated_run(draw, dataset, {})),
+        }  # fmt: skip
+        for what, (variant, default) in pairs.items():
+            v, d = scores(variant), scores(default)
+            if v is not None and d is not None:
+                found.setdefault(what, {})[draw] = {k: v[k] - d[k] for k in KEYS}
+    return {what: paired_stats(differences) for what, differences in found.items()}
+
+
+def paired_lines(title: str, paired: dict) -> list[str]:
+    lines = ["", title, ""]
+    for key, d in paired.items():
+        per_draw = ", ".join(f"{v:+.3f}" for v in d["per_draw"].values())
+        lines.append(
+            f"- {key}: {d['mean']:+.3f} ± {d['standard_error']:.3f} ({d['improved']}/{d['n']}; {per_draw})"
+        )
+    return lines
 
 
 def cells(scores: dict) -> str:
@@ -257,18 +348,15 @@ def markdown(record: dict) -> str:
                 if what != "draws":
                     lines.append(f"| pooled: {label} | {what} | {scores['n']} | {cells(scores)} |")
         if entry.get("rotate_minus_3seeds"):
-            lines += [
-                "",
+            lines += paired_lines(
                 "rotate − 3seeds on the same draw, paired per split (mean ± standard error over draws × "
                 "splits; splits improved; per draw):",
-                "",
-            ]
-            for key, d in entry["rotate_minus_3seeds"].items():
-                per_draw = ", ".join(f"{v:+.3f}" for v in d["per_draw"].values())
-                lines.append(
-                    f"- {key}: {d['mean']:+.3f} ± {d['standard_error']:.3f} "
-                    f"({d['improved']}/{d['n']}; {per_draw})"
-                )
+                entry["rotate_minus_3seeds"],
+            )
+        for what, paired in entry.get("variant_minus_default", {}).items():
+            lines += paired_lines(
+                f"this variant − the default, {what}, on the same draw (AFLOW seed) and splits:", paired
+            )
         lines += ["", "Runs: " + ", ".join(f"{k}: `{v}`" for k, v in entry["runs"].items())]
     return "\n".join(lines) + "\n"
 
@@ -291,17 +379,28 @@ def main() -> None:
         "--aflow-set", nargs="+", default=[], metavar="KEY=VALUE", help="AFLOW stage settings of a variant"
     )
     parser.add_argument(
+        "--target-set", nargs="+", default=[], metavar="KEY=VALUE", help="target stage settings of a variant"
+    )
+    parser.add_argument(
+        "--first-session",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train on the first session's AFLOW models too, where a variant or --rotate can (default: yes)",
+    )
+    parser.add_argument(
         "--rotate", action="store_true", help="also train 3seeds with rotate=True on every draw found"
     )
     args = parser.parse_args()
-    settings = parse_settings(args.aflow_set)
+    settings = parse_settings(args.aflow_set) | parse_settings(args.target_set, "target")
     if not args.no_train:
-        train_draws(args.dataset, args.aflow_seeds, settings, args.recipes)
+        train_draws(args.dataset, args.aflow_seeds, settings, args.recipes, args.first_session)
     if args.rotate:
-        train_rotated(args.dataset, args.aflow_seeds, settings)
+        train_rotated(args.dataset, args.aflow_seeds, settings, args.first_session)
     record_path = HERE / "out" / "aflow_draws.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    key = args.dataset + (f", AFLOW stage {', '.join(args.aflow_set)}" if settings else "")
+    parts = [f"AFLOW stage {', '.join(args.aflow_set)}"] * bool(args.aflow_set)
+    parts += [f"target stage {', '.join(args.target_set)}"] * bool(args.target_set)
+    key = ", ".join([args.dataset, *parts])
     record[key] = analyse(args.dataset, args.aflow_seeds, settings)
     record_path.write_text(json.dumps(record, indent=1))
     (HERE / "aflow_draws.md").write_text(markdown(record))
