@@ -36,6 +36,16 @@ PROTOCOLS = {"best_epoch": "validation", "unbiased": "final_validation"}
 
 
 @dataclass
+class _RunPlaces:
+    """Where one run writes: its folder, the stage cache, and every stage folder it used."""
+
+    out: Path
+    cache: Path
+    n_target_splits: int
+    used: set[Path]
+
+
+@dataclass
 class RunResult:
     out_dir: Path
     recipe: Recipe
@@ -196,16 +206,7 @@ class RecipeRunner:
         return self._train_stage(stage, data, split, folder, start, recipe)
 
     def _earlier_stages(
-        self,
-        chain: Recipe,
-        target: LTCDataset,
-        split: Split,
-        k: int,
-        out: Path,
-        cache: Path,
-        used: set[Path],
-        n_target_splits: int,
-        member: int,
+        self, chain: Recipe, target: LTCDataset, split: Split, k: int, member: int, places: _RunPlaces
     ) -> tuple[dict[str, Path], float]:
         """Ensure every stage of ``chain`` before the last for target split ``k``.
 
@@ -219,15 +220,16 @@ class RecipeRunner:
         for stage in chain.stages[:-1]:
             if stage.is_target:
                 data, stage_split = target, split
-                folder = out / f"split_{k}" / member_folders(stage.name, member + 1)[-1]
+                folder = places.out / f"split_{k}" / member_folders(stage.name, member + 1)[-1]
             else:
                 data = self.dataset(stage.dataset)
-                j = (k + (member if chain.rotate else 0)) % (stage.n_splits or n_target_splits)
+                j = (k + (member if chain.rotate else 0)) % (stage.n_splits or places.n_target_splits)
                 stage_split = random_splits(data.ids, n_splits=j + 1)[j]
-                folder = cache / f"{data.name}-{stage.name}-{stage_fingerprint(chain, stage)}" / f"split_{j}"
+                name = f"{data.name}-{stage.name}-{stage_fingerprint(chain, stage)}"
+                folder = places.cache / name / f"split_{j}"
             wall += self._ensure_stage(stage, data, stage_split, folder, models, chain)
             models[stage.name] = folder / "model"
-            used.add(folder)
+            places.used.add(folder)
         return models, wall
 
     def run(
@@ -250,18 +252,16 @@ class RecipeRunner:
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
 
         per_split = []
-        used: set[Path] = set()
+        places = _RunPlaces(out, cache, len(target_splits), set())
         for k, split in enumerate(target_splits):
             wall = 0.0
             for i, (name, stage) in enumerate(member_stages(recipe)):
                 if i == 0 or recipe.reseed == "all" or recipe.rotate:
-                    models, spent = self._earlier_stages(
-                        member_chain(recipe, i), target, split, k, out, cache, used, len(target_splits), i
-                    )
+                    models, spent = self._earlier_stages(member_chain(recipe, i), target, split, k, i, places)
                     wall += spent
                 folder = out / f"split_{k}" / name
                 wall += self._ensure_stage(stage, target, split, folder, models, recipe)
-                used.add(folder)
+                places.used.add(folder)
             if recipe.members > 1:
                 final = score_members(out / f"split_{k}", recipe)
             else:
@@ -283,7 +283,10 @@ class RecipeRunner:
         # What the recipe costs from nothing: every stage model it uses, each counted once
         # (an AFLOW model shared by several splits or target sets is counted once here).
         summary["training_time_s"] = float(
-            sum(json.loads((f / "metrics.json").read_text()).get("wall_time_s", 0.0) for f in sorted(used))
+            sum(
+                json.loads((f / "metrics.json").read_text()).get("wall_time_s", 0.0)
+                for f in sorted(places.used)
+            )
         )
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         (out / "summary.md").write_text(summary_markdown(recipe.name, target.name, summary))
