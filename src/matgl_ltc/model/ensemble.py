@@ -250,13 +250,13 @@ class LTCEnsemble:
         """The final-stage models of a recipe run, one per split."""
         from ..train.runner import run_models
 
-        paths = run_models(run_dir)
+        recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
+        paths = run_models(run_dir, recipe)
         summary_path = Path(run_dir) / "summary.json"
         meta = {"run": str(run_dir)}
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
             meta.update({"recipe": summary.get("recipe"), "dataset": summary.get("dataset")})
-        recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
         if "estimate" in recipe:  # several members per split, scored with this estimate
             meta["estimate"] = recipe["estimate"]
         return cls([LTCModel.load(p) for p in paths], sigma_scale, meta)

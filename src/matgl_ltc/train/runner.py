@@ -311,10 +311,13 @@ def run_recipe(
     return runner.run(recipe, dataset, out_dir, n_splits, splits)
 
 
-def run_models(run_dir: str | os.PathLike) -> list[Path]:
-    """Model folders of a run's final stage, in split order (a split's seed members together)."""
+def run_models(run_dir: str | os.PathLike, recipe: dict[str, Any] | None = None) -> list[Path]:
+    """Model folders of a run's final stage, in split order (a split's seed members together).
+
+    ``recipe`` is the run's ``recipe.json``, for a caller that has read it already.
+    """
     run = Path(run_dir)
-    recipe = json.loads((run / "recipe.json").read_text())
+    recipe = recipe or json.loads((run / "recipe.json").read_text())
     names = member_folders(recipe["stages"][-1]["name"], int(recipe.get("members", 1)))
     splits = sorted(run.glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
     found = [p / name / "model" for p in splits for name in names if (p / name / "model").is_dir()]
