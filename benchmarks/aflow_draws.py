@@ -195,7 +195,17 @@ def mean_scores(tables: list, combos: list[tuple[int, ...]], estimate: str) -> d
     return {k: float(np.mean([s[k] for s in scores])) for k in KEYS} | {"n": len(scores)}
 
 
+def seeds_on_disk(dataset: str, seeds: list[int], settings: dict[str, Any]) -> list[int]:
+    """``seeds`` and every AFLOW seed a run of this variant already exists for, so a run on one
+    new draw rewrites the table with every draw, not just its own."""
+    found = set(seeds)
+    for run in variant_root(settings).glob(f"two-stage-hybrid-3*-aflow*/{dataset}/summary.json"):
+        found.add(int(run.parent.parent.name.rpartition("-aflow")[2]))
+    return sorted(found)
+
+
 def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
+    seeds = seeds_on_disk(dataset, seeds, settings)
     draws = draws_of(dataset, seeds, settings)
     names = list(draws)
     tables, where = [], []  # one entry per (draw, target seed member)
@@ -255,6 +265,12 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
             rows.setdefault(f"seed {seed}", {})[ROTATED_RUN] = mean_scores(own, [(0, 1, 2)], "min_mape")
             draws[f"seed {seed}, two-stage-hybrid-3rotated"] = run
     fresh = [n for n in names if not n.startswith("first")]
+    # rotated members on every retrained draw, whether trained beside 3seeds or as the recipe
+    rotated_fresh = [
+        row.get(ROTATED) or row[ROTATED_RUN]
+        for name, row in rows.items()
+        if not name.startswith("first") and (ROTATED in row or ROTATED_RUN in row)
+    ]
     return {
         "dataset": dataset,
         "aflow_settings": settings,
@@ -267,6 +283,18 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
             for label, subset in (("all draws", names), ("retrained draws only", fresh))
             if len(subset) >= 3 and (label == "all draws" or subset != names)
         },
+        "rotated_from_nothing": {
+            k: {
+                "mean": float(np.mean([r[k] for r in rotated_fresh])),
+                "standard_error": float(
+                    np.std([r[k] for r in rotated_fresh], ddof=1) / np.sqrt(len(rotated_fresh))
+                ),
+                "values": [r[k] for r in rotated_fresh],
+            }
+            for k in KEYS
+        }
+        if len(rotated_fresh) >= 2
+        else {},
     }
 
 
@@ -347,6 +375,17 @@ def markdown(record: dict) -> str:
             for what, scores in pool.items():
                 if what != "draws":
                     lines.append(f"| pooled: {label} | {what} | {scores['n']} | {cells(scores)} |")
+        if entry.get("rotated_from_nothing"):
+            found = entry["rotated_from_nothing"]
+            lines += [
+                "",
+                f"Rotated members (`two-stage-hybrid-3rotated`) from nothing, over the {len(found[KEYS[0]]['values'])} "
+                "retrained draws that have them (mean ± standard error; each draw's value):",
+                "",
+            ]
+            for key, d in found.items():
+                values = ", ".join(f"{v:.3f}" for v in d["values"])
+                lines.append(f"- {key}: {d['mean']:.3f} ± {d['standard_error']:.3f} ({values})")
         if entry.get("rotate_minus_3seeds"):
             lines += paired_lines(
                 "rotate − 3seeds on the same draw, paired per split (mean ± standard error over draws × "
