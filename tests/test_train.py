@@ -237,6 +237,8 @@ def test_cli_train_with_split_file(tmp_path, togo15, capsys):
             str(out),
             "--no-progress",
             "--descriptors",
+            "--monitor",
+            "log10_mae",
         ]
     )
     assert code == 0
@@ -244,6 +246,9 @@ def test_cli_train_with_split_file(tmp_path, togo15, capsys):
     assert "MAPE" in printed and "MAE of log10" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"]["n_validation"] == 19
+    with open(out / "curve.csv") as f:
+        curve = [float(row["val_log10_mae"]) for row in csv.DictReader(f)]
+    assert metrics["monitor"] == "log10_mae" and metrics["best_epoch"] == int(np.argmin(curve))
     loaded = LTCModel.load(out / "model")
     assert loaded.head_hidden == [16] and loaded.uses_descriptors
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .analysis.metrics import METRIC_NAMES
 from .model.ensemble import ESTIMATES  # the package's import has loaded torch already
 from .train.recipes import RESEED, builtin_recipes
 
@@ -127,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         loss=args.loss,
         seed=args.seed,
         keep=args.keep,
+        monitor=args.monitor,
         descriptors=args.descriptors,
         out_dir=out,
         progress=not args.no_progress,
@@ -366,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--min-lr-fraction", type=float, default=0.01, help="cosine annealing floor, × lr")
     train.add_argument("--loss", default="mape", choices=["mape", "log_mse", "log_l1"])
     train.add_argument("--keep", default="best", choices=["best", "last"], help="kept epoch (default best)")
+    train.add_argument(
+        "--monitor",
+        default="mape",
+        choices=METRIC_NAMES,
+        help="validation metric --keep best picks by (default mape)",
+    )
     train.add_argument("--head-hidden", type=_ints, default=[450, 350, 350], help="e.g. 450,350,350")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument(
