@@ -160,10 +160,11 @@ def train_rotated(
     run, so it is copied from there instead of trained again (same AFLOW model, seed and settings).
     """
     for draw, run in draws_of(dataset, seeds, settings).items():
-        first = draw.startswith("first")
+        key = draw_key(draw)
+        first = key == "first"
         if first and not first_session:
             continue
-        seed = 42 if first else int(draw.split()[-1])
+        seed = 42 if first else int(key)
         recipe = replace(with_aflow_seed("two-stage-hybrid-3seeds", seed, settings), rotate=True)
         out = rotated_run(draw, dataset, settings)
         for split in sorted(run.glob("split_*")):
@@ -183,6 +184,16 @@ def draws_of(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict[s
         if (run / "summary.json").exists():
             found[f"seed {seed}"] = run
     return found
+
+
+def run_scores(run: Path) -> dict[str, np.ndarray]:
+    """Per-split scores of a 3-member run (3seeds or rotated), combined with the min-MAPE estimate."""
+    return split_scores([split_tables(f"{run}:{f}") for f in MEMBER_FOLDERS], (0, 1, 2), "min_mape")
+
+
+def mean_and_error(values: list[float] | np.ndarray) -> dict[str, float]:
+    values = np.asarray(values, dtype=float)
+    return {"mean": float(values.mean()), "standard_error": float(values.std(ddof=1) / np.sqrt(len(values)))}
 
 
 def split_means(scores: dict[str, np.ndarray]) -> dict[str, float]:
@@ -229,8 +240,7 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
             row["two-stage (1 seed)"] = {k: s[k.split("/")[0]][k.split("/")[1]]["mean"] for k in KEYS}
         rotated = rotated_run(name, dataset, settings)
         if (rotated / "summary.json").exists():
-            rotated_tables = [split_tables(f"{rotated}:{folder}") for folder in MEMBER_FOLDERS]
-            rotated_scores = split_scores(rotated_tables, (0, 1, 2), "min_mape")
+            rotated_scores = run_scores(rotated)
             row[ROTATED] = split_means(rotated_scores)
             differences[name] = {k: v - same[k] for k, v in rotated_scores.items()}
         rows[name] = row
@@ -261,8 +271,7 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
     for seed in seeds:  # the recommended recipe trained as such on a draw (no 3seeds run needed)
         run = run_dir("two-stage-hybrid-3rotated", str(seed), dataset, settings)
         if (run / "summary.json").exists():
-            own = [split_tables(f"{run}:{folder}") for folder in MEMBER_FOLDERS]
-            rows.setdefault(f"seed {seed}", {})[ROTATED_RUN] = mean_scores(own, [(0, 1, 2)], "min_mape")
+            rows.setdefault(f"seed {seed}", {})[ROTATED_RUN] = split_means(run_scores(run))
             draws[f"seed {seed}, two-stage-hybrid-3rotated"] = run
     fresh = [n for n in names if not n.startswith("first")]
     # rotated members on every retrained draw, whether trained beside 3seeds or as the recipe
@@ -271,6 +280,7 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
         for name, row in rows.items()
         if not name.startswith("first") and (ROTATED in row or ROTATED_RUN in row)
     ]
+    from_nothing = {k: [r[k] for r in rotated_fresh] for k in KEYS}
     return {
         "dataset": dataset,
         "aflow_settings": settings,
@@ -283,16 +293,7 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
             for label, subset in (("all draws", names), ("retrained draws only", fresh))
             if len(subset) >= 3 and (label == "all draws" or subset != names)
         },
-        "rotated_from_nothing": {
-            k: {
-                "mean": float(np.mean([r[k] for r in rotated_fresh])),
-                "standard_error": float(
-                    np.std([r[k] for r in rotated_fresh], ddof=1) / np.sqrt(len(rotated_fresh))
-                ),
-                "values": [r[k] for r in rotated_fresh],
-            }
-            for k in KEYS
-        }
+        "rotated_from_nothing": {k: mean_and_error(v) | {"values": v} for k, v in from_nothing.items()}
         if len(rotated_fresh) >= 2
         else {},
     }
@@ -303,9 +304,7 @@ def paired_stats(differences: dict[str, dict[str, np.ndarray]]) -> dict:
     paired = {}
     for key in KEYS if differences else ():
         d = np.concatenate([differences[n][key] for n in differences])
-        paired[key] = {
-            "mean": float(d.mean()),
-            "standard_error": float(d.std(ddof=1) / np.sqrt(len(d))),
+        paired[key] = mean_and_error(d) | {
             "improved": int((d < 0).sum()),
             "n": len(d),
             "per_draw": {n: float(differences[n][key].mean()) for n in differences},
@@ -318,11 +317,6 @@ def variant_differences(dataset: str, draws: list[str], settings: dict[str, Any]
     ``3seeds`` and for rotated members. With a new AFLOW stage the pairing is by seed only:
     the AFLOW models themselves differ."""
 
-    def scores(run: Path) -> dict[str, np.ndarray] | None:
-        if not (run / "summary.json").exists():
-            return None
-        return split_scores([split_tables(f"{run}:{f}") for f in MEMBER_FOLDERS], (0, 1, 2), "min_mape")
-
     found: dict[str, dict] = {}
     for draw in draws:
         key = draw_key(draw)
@@ -332,8 +326,8 @@ def variant_differences(dataset: str, draws: list[str], settings: dict[str, Any]
             "rotate": (rotated_run(draw, dataset, settings), rotated_run(draw, dataset, {})),
         }  # fmt: skip
         for what, (variant, default) in pairs.items():
-            v, d = scores(variant), scores(default)
-            if v is not None and d is not None:
+            if (variant / "summary.json").exists() and (default / "summary.json").exists():
+                v, d = run_scores(variant), run_scores(default)
                 found.setdefault(what, {})[draw] = {k: v[k] - d[k] for k in KEYS}
     return {what: paired_stats(differences) for what, differences in found.items()}
 
