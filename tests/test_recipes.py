@@ -14,7 +14,9 @@ from matgl_ltc import LTCModel, load_model
 from matgl_ltc.analysis.metrics import regression_metrics
 from matgl_ltc.cli import main
 from matgl_ltc.data import random_splits
+from matgl_ltc.data.descriptors import descriptor_matrix
 from matgl_ltc.model import point_estimate
+from matgl_ltc.model.boosting import DescriptorBoosting
 from matgl_ltc.train import Recipe, Stage, builtin_recipes, resolve_recipe
 from matgl_ltc.train.recipes import stage_fingerprint
 from matgl_ltc.train.runner import RecipeRunner, run_models
@@ -70,11 +72,13 @@ def test_builtin_recipes_follow_the_paper():
     for name, (reseed, rotate) in {
         "two-stage-hybrid-3seeds": ("last", False),
         "two-stage-hybrid-3rotated": ("last", True),
+        "two-stage-hybrid-3rotated-boosted": ("last", True),
         "two-stage-hybrid-3chains": ("all", False),
     }.items():
         members = recipes[name]
         assert members.stages == hybrid.stages and (members.members, members.estimate) == (3, "min_mape")
         assert (members.reseed, members.rotate) == (reseed, rotate)
+        assert members.boosting_weight == (0.25 if name.endswith("boosted") else 0.0)
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
         assert (stage.epochs, stage.batch_size, stage.lr, stage.n_splits) == (300, 8, 1e-3, None)
@@ -110,6 +114,10 @@ def test_recipe_from_toml_and_yaml(tmp_path):
         ({"name": "x", "reseed": "first", "stages": [{"name": "target"}]}, "reseed must be one of"),
         ({"name": "x", "rotate": True, "stages": [{"name": "target"}]}, "need members > 1"),
         ({"name": "x", "stages": [{"name": "target", "monitor": "loss"}]}, "monitor must be one of"),
+        (
+            {"name": "x", "boosting_weight": 1.0, "stages": [{"name": "target"}]},
+            r"boosting_weight .* in \[0, 1\)",
+        ),
     ],
 )
 def test_bad_recipes_are_clear_errors(bad, message):
@@ -369,6 +377,64 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     assert evaluation["ensemble"]["estimate"] == "min_mape"  # the run's own estimate
     assert evaluation["ensemble"]["mape"] != evaluation["ensemble_mean"]["mape"]
     assert "ensemble min_mape prediction" in capsys.readouterr().out
+
+
+def test_boosted_run_blends_each_split_booster(tmp_path, togo15, capsys):
+    """--boosting-weight: a booster per split, scored and loaded with the members, and resumed."""
+    path = tmp_path / "quick.toml"
+    path.write_text(
+        '[[stages]]\nname = "target"\ninit = "backbone:megnet-eform"\nepochs = 2\nbatch_size = 32\n'
+        "head_hidden = [8]\ndescriptors = true\n"
+    )
+    out = tmp_path / "run"
+    argv = ["train", "--recipe", str(path), "--dataset", "togo15", "--n-splits", "2", "--out", str(out)]
+    assert main([*argv, "--boosting-weight", "0.3", "--no-progress"]) == 0
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["boosting_weight"] == 0.3 and recipe["members"] == 1
+    assert "descriptor booster (gradient-boosted trees) takes 0.3" in capsys.readouterr().out
+    ensemble = load_model(out)
+    assert len(ensemble) == 2 and len(ensemble.boosters) == 2 and ensemble.boosting_weight == 0.3
+    x = descriptor_matrix(togo15.atoms)
+    for k, split in enumerate(random_splits(togo15.ids, n_splits=2)):
+        folder = out / f"split_{k}"
+        train, val = togo15.indices(split.train), togo15.indices(split.validation)
+        booster = DescriptorBoosting.load(folder / "boosting")
+        assert booster.metadata["n_train"] == len(train)  # fitted on the split's training part only
+        boosted = 10 ** booster.predict_log10(x[val])
+        member = LTCModel.load(folder / "target" / "model").predict([togo15.atoms[i] for i in val])
+        with open(folder / "ensemble" / "validation_predictions.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        np.testing.assert_allclose([float(r["ltc_boosting"]) for r in rows], boosted, rtol=1e-5)
+        blended = np.exp(0.7 * np.log(member) + 0.3 * np.log(boosted))  # geometric: the recipe's estimate
+        np.testing.assert_allclose([float(r["ltc_pred"]) for r in rows], blended, rtol=1e-4)
+        scored = json.loads((folder / "ensemble" / "metrics.json").read_text())
+        assert scored["boosting_validation"] == pytest.approx(
+            regression_metrics(togo15.labels[val], boosted), rel=1e-3
+        )
+        assert scored["validation"]["mape"] == pytest.approx(
+            regression_metrics(togo15.labels[val], blended)["mape"], rel=1e-3
+        )
+    # the loaded ensemble blends all members with the geometric mean of all boosters
+    structures = [togo15.atoms[i] for i in range(5)]
+    prediction = ensemble.predict(structures)
+    members = np.stack([m.predict(structures) for m in ensemble.members], axis=1)
+    boosters = 10 ** np.mean([b.predict_log10(x[:5]) for b in ensemble.boosters], axis=0)
+    np.testing.assert_allclose(prediction.boosted, boosters, rtol=1e-6)
+    np.testing.assert_allclose(prediction.members, members, rtol=1e-5)
+    np.testing.assert_allclose(
+        prediction.geometric_mean,
+        np.exp(0.7 * np.log(members).mean(axis=1) + 0.3 * np.log(boosters)),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(prediction.mean, 0.7 * members.mean(axis=1) + 0.3 * boosters, rtol=1e-5)
+    saved = load_model(ensemble.save(tmp_path / "saved"))
+    assert len(saved.boosters) == 2
+    np.testing.assert_allclose(saved.predict(structures).geometric_mean, prediction.geometric_mean, rtol=1e-5)
+    # resuming fits nothing again; the summary's numbers are the blended ones
+    metrics = json.loads((out / "summary.json").read_text())["unbiased"]["mape"]["values"]
+    assert main([*argv, "--boosting-weight", "0.3", "--no-progress"]) == 0
+    assert "boosting: togo15" not in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["unbiased"]["mape"]["values"] == metrics
 
 
 # one epoch from a fresh head leaves MAPE's first overshoot below zero, which fit rightly reports

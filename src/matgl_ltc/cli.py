@@ -68,7 +68,13 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
     from .train import RecipeRunner, resolve_recipe
 
     recipe = resolve_recipe(args.recipe, paper=args.paper).with_overrides(epochs=args.epochs_override)
-    if args.members is not None or args.estimate is not None or args.reseed is not None or args.rotate:
+    if (
+        args.members is not None
+        or args.estimate is not None
+        or args.reseed is not None
+        or args.rotate
+        or args.boosting_weight is not None
+    ):
         members = args.members or recipe.members
         if members == 1 and (args.reseed is not None or args.rotate):
             raise ValueError(
@@ -81,6 +87,7 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
             estimate=args.estimate or recipe.estimate,
             reseed=args.reseed or recipe.reseed,
             rotate=args.rotate or recipe.rotate,
+            boosting_weight=recipe.boosting_weight if args.boosting_weight is None else args.boosting_weight,
         )
     dataset = load_dataset(args.dataset)
     splits = load_splits(args.split_file) if args.split_file else None
@@ -189,8 +196,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         files += sorted(str(p) for p in folder.glob("*.cif"))
     name = ensemble.metadata.get("name") or args.model or "default"
     estimate = args.estimate or ensemble.default_estimate
+    boosted = (
+        f" blended with {ensemble.boosting_weight:g} of its descriptor boosters" if ensemble.boosters else ""
+    )
     print(
-        f"κ_L at 300 K with {name} ({len(ensemble)} model(s)), {estimate} of the members; "
+        f"κ_L at 300 K with {name} ({len(ensemble)} model(s)), {estimate} of the members{boosted}; "
         "± σ is the calibrated ensemble spread"
     )
     status = 0
@@ -355,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --members: member i of split k fine-tunes from the AFLOW model of split k + i, so "
         "the members start from different AFLOW models at no extra AFLOW cost",
+    )
+    train.add_argument(
+        "--boosting-weight",
+        type=float,
+        default=None,
+        help="with --recipe: also fit gradient-boosted trees on the descriptors per split and give "
+        "them this share (0-1) of the log-space estimate (default: the recipe's; needs scikit-learn)",
     )
     train.add_argument(
         "--epochs",

@@ -429,7 +429,7 @@ def _fill_predictions(prepared: PreparedChunk, ensemble: LTCEnsemble, batch_size
     if not prepared.graphs:
         return
     members = ensemble.predict_graphs(prepared.graphs, batch_size)
-    pred = ensemble.combine(members)
+    pred = ensemble.combine(members, boosted=ensemble.boosted_kappa(prepared.graphs))
     geometric, min_mape = pred.geometric_mean, pred.min_mape
     for j, i in enumerate(prepared.good):
         prepared.rows[i].update(

@@ -13,23 +13,23 @@ import numpy as np
 from ..data.datasets import LTCDataset
 from ..data.descriptors import descriptor_matrix
 from ..data.splits import Split
+from ..model.boosting import DescriptorBoosting
 from .metrics import regression_metrics
 
 
 def baseline_cross_validation(
     dataset: LTCDataset, splits: Sequence[Split], seed: int = 42
 ) -> list[dict[str, float]]:
-    """Validation metrics of a gradient-boosting regressor on log10 κ, one entry per split."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
+    """Validation metrics of a gradient-boosting regressor on log10 κ, one entry per split.
 
+    The regressor is :class:`~matgl_ltc.model.boosting.DescriptorBoosting`, the same model a
+    recipe's ``boosting_weight`` blends into its ensemble.
+    """
     x = descriptor_matrix(dataset.atoms)  # the hybrid head's features too
     y = np.log10(dataset.labels)
     results = []
     for split in splits:
         train, val = dataset.indices(split.train), dataset.indices(split.validation)
-        model = HistGradientBoostingRegressor(
-            max_iter=300, learning_rate=0.05, min_samples_leaf=5, random_state=seed
-        )
-        model.fit(x[train], y[train])
-        results.append(regression_metrics(dataset.labels[val], 10 ** model.predict(x[val])))
+        model = DescriptorBoosting.fit(x[train], y[train], seed=seed)
+        results.append(regression_metrics(dataset.labels[val], 10 ** model.predict_log10(x[val])))
     return results

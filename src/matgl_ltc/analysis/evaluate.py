@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..data.datasets import LTCDataset
-from ..model.ensemble import LTCEnsemble, point_estimate
+from ..model.ensemble import LTCEnsemble
 from ..model.ltc_model import LTCModel
 from .metrics import METRIC_NAMES, regression_metrics
 
@@ -18,12 +18,14 @@ def evaluate(
     """Metrics of every member (mean ± std over members, as the paper reports) and of the ensemble.
 
     ``ensemble_mean`` scores the members' mean (mTC); ``ensemble`` scores ``estimate``
-    (default: the ensemble's own, :attr:`LTCEnsemble.default_estimate`).
+    (default: the ensemble's own, :attr:`LTCEnsemble.default_estimate`), with the ensemble's
+    descriptor boosters in it if it has them.
     """
     ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
     estimate = estimate or ensemble.default_estimate
     graphs = dataset.graph_cache(ensemble.cutoff, ensemble.uses_descriptors).graphs
-    members = ensemble.predict_graphs(graphs, batch_size)
+    prediction = ensemble.predict_prepared(graphs, batch_size)
+    members = prediction.members
     per_member = [regression_metrics(dataset.labels, members[:, k]) for k in range(members.shape[1])]
     summary = {
         m: {
@@ -40,7 +42,7 @@ def evaluate(
         "ensemble_mean": regression_metrics(dataset.labels, members.mean(axis=1)),
         "ensemble": {
             "estimate": estimate,
-            **regression_metrics(dataset.labels, point_estimate(members, estimate)),
+            **regression_metrics(dataset.labels, prediction.estimate(estimate)),
         },
         "per_member": per_member,
     }

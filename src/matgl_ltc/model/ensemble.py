@@ -14,6 +14,7 @@ import torch
 from torch_geometric.data import Data
 
 from ..data.graphs import batch_indices, collate_graphs, structure_graph
+from .boosting import DescriptorBoosting
 from .fast_megnet import bond_features, same_bond_expansion
 from .ltc_model import LTCModel, ModelLoadError
 
@@ -31,7 +32,12 @@ def log_spread(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return logs.mean(axis=1), var
 
 
-def point_estimate(members: np.ndarray, estimate: str = "mean") -> np.ndarray:
+def point_estimate(
+    members: np.ndarray,
+    estimate: str = "mean",
+    boosted: np.ndarray | None = None,
+    boosting_weight: float = 0.0,
+) -> np.ndarray:
     """One κ per structure from (structures × k) member predictions in W m⁻¹ K⁻¹.
 
     ``mean`` is the arithmetic mean, the paper's mTC. ``geometric`` is the geometric mean, the
@@ -42,11 +48,21 @@ def point_estimate(members: np.ndarray, estimate: str = "mean") -> np.ndarray:
     agree it equals the geometric mean; where they disagree (the model extrapolates) it leans
     low. On Togo15 it lowers the unbiased MAPE of seed ensembles at level log10-MAE
     (``docs/accuracy.md``).
+
+    ``boosted`` (κ per structure from a :class:`~matgl_ltc.model.boosting.DescriptorBoosting`)
+    takes the share ``boosting_weight`` of the estimate: of the mean for ``mean``, of μ for the
+    log-space estimates; s² stays the members' own spread.
     """
     members = np.asarray(members, dtype=float)
+    weight = float(boosting_weight) if boosted is not None else 0.0
     if estimate == "mean":
-        return members.mean(axis=1)
+        mean = members.mean(axis=1)
+        return mean if weight == 0.0 else (1 - weight) * mean + weight * np.asarray(boosted, dtype=float)
     mu, var = log_spread(members)
+    if weight:
+        mu = (1 - weight) * mu + weight * np.log(
+            np.clip(np.asarray(boosted, dtype=float), _KAPPA_FLOOR, None)
+        )
     if estimate == "geometric":
         return np.exp(mu)
     if estimate == "min_mape":
@@ -62,7 +78,9 @@ class EnsemblePrediction:
     ``std`` the calibrated standard deviation (``sigma_scale`` × raw spread), ``members``
     the (structures × k) predictions; :meth:`estimate` gives other point estimates from
     them (``geometric``, ``min_mape``). ``unseen_elements`` lists, per structure, the
-    elements absent from every member's training set (out of domain).
+    elements absent from every member's training set (out of domain). An ensemble with
+    descriptor boosters also fills ``boosted`` (their κ) and ``boosting_weight``, its share of
+    ``mean`` and of every estimate; the spread stays the members' own.
     """
 
     mean: np.ndarray
@@ -72,20 +90,22 @@ class EnsemblePrediction:
     members: np.ndarray
     ids: list[str] = field(default_factory=list)
     unseen_elements: list[list[str]] = field(default_factory=list)
+    boosted: np.ndarray | None = None
+    boosting_weight: float = 0.0
 
     @property
     def geometric_mean(self) -> np.ndarray:
         """The members' geometric mean (see :func:`point_estimate`)."""
-        return point_estimate(self.members, "geometric")
+        return self.estimate("geometric")
 
     @property
     def min_mape(self) -> np.ndarray:
         """The estimate with the least expected absolute percentage error (see :func:`point_estimate`)."""
-        return point_estimate(self.members, "min_mape")
+        return self.estimate("min_mape")
 
     def estimate(self, kind: str = "mean") -> np.ndarray:
         """κ per structure as ``mean`` (mTC), ``geometric`` or ``min_mape``."""
-        return point_estimate(self.members, kind)
+        return point_estimate(self.members, kind, self.boosted, self.boosting_weight)
 
     @property
     def out_of_domain(self) -> np.ndarray:
@@ -106,13 +126,25 @@ class LTCEnsemble:
         Recalibration factor for the spread, fitted on validation residuals; 1.0 = raw.
     metadata
         Model card fields (name, recipe, dataset, metrics...).
+    boosters
+        :class:`DescriptorBoosting` models (one per split) whose geometric mean takes the share
+        ``boosting_weight`` of every point estimate (``Recipe.boosting_weight``).
     """
 
     def __init__(
-        self, members: Sequence[LTCModel], sigma_scale: float = 1.0, metadata: dict[str, Any] | None = None
+        self,
+        members: Sequence[LTCModel],
+        sigma_scale: float = 1.0,
+        metadata: dict[str, Any] | None = None,
+        boosters: Sequence[DescriptorBoosting] = (),
+        boosting_weight: float = 0.0,
     ) -> None:
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        if not 0.0 <= float(boosting_weight) < 1.0:
+            raise ValueError(f"boosting_weight must be in [0, 1), not {boosting_weight}")
+        if boosting_weight and not boosters:
+            raise ValueError("boosting_weight > 0 needs boosters")
         cutoffs = {m.cutoff for m in members}
         if len(cutoffs) != 1:
             raise ValueError(f"ensemble members must share one graph cutoff, got {sorted(cutoffs)}")
@@ -121,12 +153,20 @@ class LTCEnsemble:
         self.shared_bond_expansion = same_bond_expansion([m.backbone for m in self.members])
         self.sigma_scale = float(sigma_scale)
         self.metadata = dict(metadata or {})
+        self.boosters = list(boosters)
+        self.boosting_weight = float(boosting_weight) if self.boosters else 0.0
 
     def __len__(self) -> int:
         return len(self.members)
 
     def __repr__(self) -> str:
-        return f"LTCEnsemble(k={len(self)}, name={self.metadata.get('name')!r}, sigma_scale={self.sigma_scale:.3g})"
+        boosted = (
+            f", boosters={len(self.boosters)}, boosting_weight={self.boosting_weight:g}"
+            if self.boosters
+            else ""
+        )
+        name = self.metadata.get("name")
+        return f"LTCEnsemble(k={len(self)}, name={name!r}, sigma_scale={self.sigma_scale:.3g}{boosted})"
 
     @property
     def cutoff(self) -> float:
@@ -139,8 +179,8 @@ class LTCEnsemble:
 
     @property
     def uses_descriptors(self) -> bool:
-        """Whether any member has a hybrid head, so graphs must carry descriptors."""
-        return any(m.uses_descriptors for m in self.members)
+        """Whether a member has a hybrid head or boosters are attached, so graphs must carry descriptors."""
+        return bool(self.boosters) or any(m.uses_descriptors for m in self.members)
 
     @property
     def train_elements(self) -> set[str] | None:
@@ -189,25 +229,49 @@ class LTCEnsemble:
                 m.train(state)
         return out
 
+    def boosted_kappa(self, graphs: Sequence[Data]) -> np.ndarray | None:
+        """The boosters' geometric-mean κ per graph (from the descriptors it carries); None without boosters."""
+        if not self.boosters:
+            return None
+        x = np.concatenate([g.descriptors.double().cpu().numpy() for g in graphs])
+        return 10 ** np.mean([b.predict_log10(x) for b in self.boosters], axis=0)
+
     def combine(
-        self, members: np.ndarray, ids: list[str] | None = None, unseen: list[list[str]] | None = None
+        self,
+        members: np.ndarray,
+        ids: list[str] | None = None,
+        unseen: list[list[str]] | None = None,
+        boosted: np.ndarray | None = None,
     ) -> EnsemblePrediction:
+        """Ensemble statistics of (structures × k) member predictions and the boosters' κ, if any."""
         var = members.var(axis=1)
         std_raw = np.sqrt(var)
         return EnsemblePrediction(
-            members.mean(axis=1),
+            point_estimate(members, "mean", boosted, self.boosting_weight),
             var,
             std_raw * self.sigma_scale,
             std_raw,
             members,
             ids or [],
             unseen or [[] for _ in range(len(members))],
+            boosted,
+            self.boosting_weight if boosted is not None else 0.0,
         )
+
+    def predict_prepared(
+        self,
+        graphs: Sequence[Data],
+        batch_size: int = 64,
+        ids: list[str] | None = None,
+        unseen: list[list[str]] | None = None,
+    ) -> EnsemblePrediction:
+        """Ensemble prediction for graphs built by :meth:`graphs_for` (members and boosters)."""
+        return self.combine(self.predict_graphs(graphs, batch_size), ids, unseen, self.boosted_kappa(graphs))
 
     def predict(self, structures: Iterable[Any], batch_size: int = 64) -> EnsemblePrediction:
         """Ensemble prediction for ASE ``Atoms`` or pymatgen ``Structure``s; each graph is built once."""
         graphs, ids, unseen = self.graphs_for(structures)
-        return self.combine(self.predict_graphs(graphs, batch_size), ids, unseen)
+        return self.predict_prepared(graphs, batch_size, ids, unseen)
 
     def predict_structure(self, structure: Any) -> float:
         return float(self.predict([structure]).mean[0])
@@ -228,6 +292,11 @@ class LTCEnsemble:
             "sigma_scale": self.sigma_scale,
             "metadata": self.metadata,
         }
+        if self.boosters:
+            boosters = [f"boosting_{k}" for k in range(len(self.boosters))]
+            for name, booster in zip(boosters, self.boosters):
+                booster.save(folder / name)
+            description.update(boosters=boosters, boosting_weight=self.boosting_weight)
         (folder / ENSEMBLE_FILE).write_text(json.dumps(description, indent=2, default=str))
         return folder
 
@@ -243,12 +312,19 @@ class LTCEnsemble:
         if description.get("@class") != "LTCEnsemble" or not description.get("members"):
             raise ModelLoadError(f"{folder / ENSEMBLE_FILE} does not describe an LTCEnsemble with members")
         members = [LTCModel.load(folder / name) for name in description["members"]]
-        return cls(members, float(description.get("sigma_scale", 1.0)), description.get("metadata"))
+        boosters = [DescriptorBoosting.load(folder / name) for name in description.get("boosters", [])]
+        return cls(
+            members,
+            float(description.get("sigma_scale", 1.0)),
+            description.get("metadata"),
+            boosters,
+            float(description.get("boosting_weight", 0.0)),
+        )
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, sigma_scale: float = 1.0) -> LTCEnsemble:
-        """The final-stage models of a recipe run, one per split."""
-        from ..train.runner import run_models
+        """The final-stage models of a recipe run, one per split (with their boosters, if it fitted them)."""
+        from ..train.runner import run_boosters, run_models
 
         recipe = json.loads((Path(run_dir) / "recipe.json").read_text())
         paths = run_models(run_dir, recipe)
@@ -259,4 +335,6 @@ class LTCEnsemble:
             meta.update({"recipe": summary.get("recipe"), "dataset": summary.get("dataset")})
         if "estimate" in recipe:  # several members per split, scored with this estimate
             meta["estimate"] = recipe["estimate"]
-        return cls([LTCModel.load(p) for p in paths], sigma_scale, meta)
+        weight = float(recipe.get("boosting_weight", 0.0))
+        boosters = [DescriptorBoosting.load(p) for p in run_boosters(run_dir)] if weight else []
+        return cls([LTCModel.load(p) for p in paths], sigma_scale, meta, boosters, weight)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,15 @@ def member_chain(recipe: Recipe, member: int) -> Recipe:
     return replace(recipe, stages=tuple(replace(s, seed=s.seed + member) for s in recipe.stages))
 
 
-def score_members(split_dir: Path, recipe: Recipe) -> dict[str, Any]:
+def score_members(
+    split_dir: Path, recipe: Recipe, boosted: Mapping[str, float] | None = None
+) -> dict[str, Any]:
     """Combine the members' validation predictions with ``recipe.estimate``; write ``ensemble/``.
 
-    Returns a metrics record shaped like a stage's ``metrics.json`` (``validation`` on the kept
-    epochs, ``final_validation`` on the final ones), plus each member's own metrics.
+    ``boosted`` maps each validation id to the split's booster κ, which takes the share
+    ``recipe.boosting_weight`` of the estimate. Returns a metrics record shaped like a stage's
+    ``metrics.json`` (``validation`` on the kept epochs, ``final_validation`` on the final ones),
+    plus each member's own metrics.
     """
     folders = [split_dir / name for name, _ in member_stages(recipe)]
     tables = [read_csv_rows(f / "validation_predictions.csv") for f in folders]
@@ -66,8 +71,14 @@ def score_members(split_dir: Path, recipe: Recipe) -> dict[str, Any]:
         if [row["id"] for row in table] != ids:
             raise ValueError(f"{folder} was validated on other structures than {folders[0]}")
     true = np.array([float(row["ltc_true"]) for row in tables[0]])
+    boosted_kappa = None if boosted is None else np.array([boosted[i] for i in ids])
     combined = {
-        key: point_estimate(np.array([[float(row[column]) for row in t] for t in tables]).T, recipe.estimate)
+        key: point_estimate(
+            np.array([[float(row[column]) for row in t] for t in tables]).T,
+            recipe.estimate,
+            boosted_kappa,
+            recipe.boosting_weight,
+        )
         for key, column in PROTOCOL_COLUMNS.items()
     }
     member_metrics = [json.loads((f / "metrics.json").read_text()) for f in folders]
@@ -79,12 +90,16 @@ def score_members(split_dir: Path, recipe: Recipe) -> dict[str, Any]:
         "member_metrics": [{k: m.get(k) for k in PROTOCOL_COLUMNS} for m in member_metrics],
         "wall_time_s": float(sum(m.get("wall_time_s", 0.0) for m in member_metrics)),
     }
+    if boosted_kappa is not None:
+        record["boosting_weight"] = recipe.boosting_weight
+        record["boosting_validation"] = regression_metrics(true, boosted_kappa)
     out = split_dir / ENSEMBLE_FOLDER
     out.mkdir(exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(record, indent=2))
     with open(out / "validation_predictions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["id", "formula", "ltc_true", *PROTOCOL_COLUMNS.values()])
+        extra = [] if boosted_kappa is None else ["ltc_boosting"]
+        writer.writerow(["id", "formula", "ltc_true", *PROTOCOL_COLUMNS.values(), *extra])
         for i, row in enumerate(tables[0]):
             writer.writerow(
                 [
@@ -92,6 +107,7 @@ def score_members(split_dir: Path, recipe: Recipe) -> dict[str, Any]:
                     row["formula"],
                     row["ltc_true"],
                     *(f"{combined[k][i]:.6g}" for k in PROTOCOL_COLUMNS),
+                    *([] if boosted_kappa is None else [f"{boosted_kappa[i]:.6g}"]),
                 ]
             )
     return record

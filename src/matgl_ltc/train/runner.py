@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +25,19 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.metrics import METRIC_NAMES
+from ..analysis.metrics import METRIC_NAMES, regression_metrics
 from ..data.datasets import LTCDataset, load_dataset
+from ..data.descriptors import descriptor_matrix
 from ..data.splits import Split, load_splits, random_splits, save_splits
+from ..model.boosting import BOOSTING_JSON, DescriptorBoosting
 from ..model.ltc_model import LTCModel
 from .fit import fit
 from .members import ENSEMBLE_FOLDER, member_chain, member_folders, member_stages, score_members
 from .recipes import Recipe, Stage, resolve_recipe, stage_fingerprint
 
 PROTOCOLS = {"best_epoch": "validation", "unbiased": "final_validation"}
+#: a split's descriptor booster (recipes with ``boosting_weight``), beside its stage folders
+BOOSTING_FOLDER = "boosting"
 
 
 @dataclass
@@ -99,6 +104,11 @@ def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
             f"\nEach split is scored on the {summary['estimate']} estimate of its {summary['members']} seed "
             f"members{own}."
         )
+    if summary.get("boosting_weight"):
+        lines.append(
+            f"\nThe split's descriptor booster (gradient-boosted trees) takes {summary['boosting_weight']:g} "
+            f"of the {summary['estimate']} estimate, in log space."
+        )
     lines.append(f"\nTraining wall time (stages run in this call): {summary['wall_time_s']:.0f} s")
     return "\n".join(lines) + "\n"
 
@@ -153,6 +163,7 @@ class RecipeRunner:
         self.log = log
         self.trainer_options = trainer_options
         self._datasets: dict[str, LTCDataset] = {}
+        self._descriptors: dict[str, np.ndarray] = {}
 
     def dataset(self, source: str | LTCDataset) -> LTCDataset:
         if isinstance(source, LTCDataset):
@@ -204,6 +215,30 @@ class RecipeRunner:
         folder.parent.mkdir(parents=True, exist_ok=True)
         start = models[stage.init_ref] if stage.init_kind == "stage" else None
         return self._train_stage(stage, data, split, folder, start, recipe)
+
+    def _ensure_boosting(self, data: LTCDataset, split: Split, folder: Path) -> dict[str, float]:
+        """Fit the split's descriptor booster into ``folder`` unless it is there; its validation κ by id."""
+        x = self._descriptors.get(data.name)
+        if x is None:
+            x = self._descriptors[data.name] = descriptor_matrix(data.atoms)
+        val = data.indices(split.validation)
+        if (folder / BOOSTING_JSON).is_file():
+            booster = DescriptorBoosting.load(folder)
+        else:
+            self.log(f"  boosting: {data.name} split {split.index} → {folder}")
+            start = time.perf_counter()
+            train = data.indices(split.train)
+            booster = DescriptorBoosting.fit(x[train], np.log10(data.labels[train]))
+            partial = folder.with_name(folder.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            booster.save(partial)
+            metrics = {
+                "validation": regression_metrics(data.labels[val], 10 ** booster.predict_log10(x[val])),
+                "wall_time_s": time.perf_counter() - start,
+            }
+            (partial / "metrics.json").write_text(json.dumps(metrics, indent=1))
+            partial.rename(folder)
+        return dict(zip([data.ids[i] for i in val], (10 ** booster.predict_log10(x[val])).tolist()))
 
     def _earlier_stages(
         self, chain: Recipe, target: LTCDataset, split: Split, k: int, member: int, places: _RunPlaces
@@ -262,8 +297,13 @@ class RecipeRunner:
                 folder = out / f"split_{k}" / name
                 wall += self._ensure_stage(stage, target, split, folder, models, recipe)
                 places.used.add(folder)
-            if recipe.members > 1:
-                final = score_members(out / f"split_{k}", recipe)
+            if recipe.combined:
+                boosted = None
+                if recipe.boosting_weight:
+                    folder = out / f"split_{k}" / BOOSTING_FOLDER
+                    boosted = self._ensure_boosting(target, split, folder)
+                    places.used.add(folder)
+                final = score_members(out / f"split_{k}", recipe, boosted)
             else:
                 final = json.loads((out / f"split_{k}" / recipe.stages[-1].name / "metrics.json").read_text())
             final["stages_wall_time_s"] = wall
@@ -271,13 +311,14 @@ class RecipeRunner:
 
         summary = summarize(per_split)
         summary.update({"recipe": recipe.name, "dataset": target.name})
-        if recipe.members > 1:
+        if recipe.combined:
             summary.update(
                 {
                     "members": recipe.members,
                     "estimate": recipe.estimate,
                     "reseed": recipe.reseed,
                     "rotate": recipe.rotate,
+                    "boosting_weight": recipe.boosting_weight,
                 }
             )
         # What the recipe costs from nothing: every stage model it uses, each counted once
@@ -292,7 +333,7 @@ class RecipeRunner:
         (out / "summary.md").write_text(summary_markdown(recipe.name, target.name, summary))
         from ..analysis.plots import run_figures
 
-        run_figures(out, recipe.stages[-1].name, ENSEMBLE_FOLDER if recipe.members > 1 else None)
+        run_figures(out, recipe.stages[-1].name, ENSEMBLE_FOLDER if recipe.combined else None)
         return RunResult(out, recipe, target.name, per_split, summary)
 
 
@@ -323,4 +364,14 @@ def run_models(run_dir: str | os.PathLike, recipe: dict[str, Any] | None = None)
     found = [p / name / "model" for p in splits for name in names if (p / name / "model").is_dir()]
     if not found:
         raise FileNotFoundError(f"{run} holds no trained model (no split_*/{names[0]}/model)")
+    return found
+
+
+def run_boosters(run_dir: str | os.PathLike) -> list[Path]:
+    """Descriptor-booster folders of a run (recipes with ``boosting_weight``), in split order."""
+    run = Path(run_dir)
+    splits = sorted(run.glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
+    found = [p / BOOSTING_FOLDER for p in splits if (p / BOOSTING_FOLDER / BOOSTING_JSON).is_file()]
+    if not found:
+        raise FileNotFoundError(f"{run} holds no descriptor booster (no split_*/{BOOSTING_FOLDER})")
     return found

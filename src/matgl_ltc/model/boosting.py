@@ -1,0 +1,173 @@
+"""DescriptorBoosting: gradient-boosted trees on the hybrid head's descriptors, predicting log10 κ.
+
+The package's baseline, and a companion of an ensemble: on Togo15 the trees and the deep members
+err on different structures, so a log-space blend of the two (``Recipe.boosting_weight``) is more
+accurate than either (``docs/accuracy.md``). Fitting uses scikit-learn's
+``HistGradientBoostingRegressor``; the fitted trees are stored as plain arrays (``boosting.npz``,
+read with ``allow_pickle=False``) and walked here with numpy, so a saved booster loads without
+unpickling anything and predicts without scikit-learn installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from ..data.descriptors import DESCRIPTOR_NAMES, descriptor_matrix
+from .ltc_model import ModelLoadError
+
+BOOSTING_JSON = "boosting.json"
+BOOSTING_ARRAYS = "boosting.npz"
+#: The baseline's settings (``benchmarks/baseline.md``): 76 training structures need small leaves.
+DEFAULT_SETTINGS: dict[str, Any] = {"max_iter": 300, "learning_rate": 0.05, "min_samples_leaf": 5}
+_NODE_FIELDS = ("feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf", "value")
+
+
+def _as_descriptors(x: np.ndarray) -> np.ndarray:
+    """A checked descriptor matrix, rounded through float32 as graphs store descriptors.
+
+    Fitted and evaluated on the same rounding, a booster gives identical predictions from
+    :func:`descriptor_matrix` rows and from ``graph.descriptors``.
+    """
+    x = np.asarray(x, dtype=np.float32).astype(float)
+    if x.ndim != 2 or x.shape[1] != len(DESCRIPTOR_NAMES):
+        raise ValueError(
+            f"expected a (structures × {len(DESCRIPTOR_NAMES)}) descriptor matrix, got {x.shape}"
+        )
+    return x
+
+
+class DescriptorBoosting:
+    """Fitted trees mapping :data:`~matgl_ltc.data.descriptors.DESCRIPTOR_NAMES` to log10 κ.
+
+    Parameters
+    ----------
+    baseline
+        The constant the trees' sum starts from (log10 κ).
+    nodes
+        One array per node field (``feature_idx``, ``num_threshold``, ``missing_go_to_left``,
+        ``left``, ``right``, ``is_leaf``, ``value``), the trees' nodes concatenated.
+    roots
+        Index of each tree's root node in ``nodes``; a tree's child indices are relative to it.
+    metadata
+        Provenance (settings, training structures, scikit-learn version).
+    """
+
+    def __init__(
+        self,
+        baseline: float,
+        nodes: dict[str, np.ndarray],
+        roots: np.ndarray,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        missing = set(_NODE_FIELDS) - set(nodes)
+        if missing:
+            raise ValueError(f"tree nodes lack the field(s) {sorted(missing)}")
+        self.baseline = float(baseline)
+        self.nodes = {name: np.asarray(nodes[name]) for name in _NODE_FIELDS}
+        for flag in ("is_leaf", "missing_go_to_left"):  # scikit-learn stores them as uint8
+            self.nodes[flag] = self.nodes[flag].astype(bool)
+        self.roots = np.asarray(roots, dtype=np.int64)
+        self.metadata = dict(metadata or {})
+
+    def __repr__(self) -> str:
+        return f"DescriptorBoosting(trees={len(self.roots)}, trained_on={self.metadata.get('n_train')})"
+
+    @classmethod
+    def fit(
+        cls, x: np.ndarray, log10_kappa: np.ndarray, seed: int = 42, **settings: Any
+    ) -> DescriptorBoosting:
+        """Fit on a descriptor matrix (rows from :func:`descriptor_matrix`) and log10 κ labels."""
+        try:
+            import sklearn
+            from sklearn.ensemble import HistGradientBoostingRegressor
+        except ImportError as exc:  # only fitting needs it; predicting walks the stored trees
+            raise ImportError(
+                "fitting a DescriptorBoosting needs scikit-learn: pip install 'matgl-ltc[baseline]'"
+            ) from exc
+        x = _as_descriptors(x)
+        options = {**DEFAULT_SETTINGS, **settings}
+        model = HistGradientBoostingRegressor(random_state=seed, **options).fit(x, np.asarray(log10_kappa))
+        trees = [predictors[0].nodes for predictors in model._predictors]  # one tree per iteration
+        if any(t["is_categorical"].any() for t in trees):
+            raise ValueError("categorical splits are not supported: descriptors are numeric")
+        roots = np.cumsum([0] + [len(t) for t in trees[:-1]])
+        nodes = {name: np.concatenate([t[name] for t in trees]) for name in _NODE_FIELDS}
+        metadata = {
+            "settings": {**options, "random_state": seed},
+            "n_train": len(x),
+            "descriptors": list(DESCRIPTOR_NAMES),
+            "sklearn_version": sklearn.__version__,
+        }
+        return cls(float(np.ravel(model._baseline_prediction)[0]), nodes, roots, metadata)
+
+    def predict_log10(self, x: np.ndarray) -> np.ndarray:
+        """log10 κ per descriptor row, as scikit-learn's ``predict`` gives it."""
+        x = _as_descriptors(x)
+        n = self.nodes
+        rows = np.arange(len(x))
+        out = np.full(len(x), self.baseline)
+        for root in self.roots:
+            node = np.full(len(x), root)
+            while True:
+                inner = ~n["is_leaf"][node]
+                if not inner.any():
+                    break
+                at = node[inner]
+                values = x[rows[inner], n["feature_idx"][at]]
+                left = np.where(
+                    np.isnan(values), n["missing_go_to_left"][at], values <= n["num_threshold"][at]
+                )
+                node[inner] = root + np.where(left, n["left"][at], n["right"][at])
+            out += n["value"][node]
+        return out
+
+    def predict(self, structures: Iterable[Atoms]) -> np.ndarray:
+        """κ (W m⁻¹ K⁻¹) of ASE structures."""
+        return 10 ** self.predict_log10(descriptor_matrix(structures))
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / BOOSTING_ARRAYS, roots=self.roots, **self.nodes)
+        description = {
+            "@class": "DescriptorBoosting",
+            "@version": 1,
+            "baseline": self.baseline,
+            **self.metadata,
+        }
+        (folder / BOOSTING_JSON).write_text(json.dumps(description, indent=1))
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> DescriptorBoosting:
+        """Load a saved booster: plain arrays and JSON, nothing unpickled."""
+        folder = Path(path)
+        try:
+            description = json.loads((folder / BOOSTING_JSON).read_text())
+            with np.load(folder / BOOSTING_ARRAYS, allow_pickle=False) as arrays:
+                nodes = {name: arrays[name] for name in _NODE_FIELDS}
+                roots = arrays["roots"]
+        except FileNotFoundError as exc:
+            raise ModelLoadError(
+                f"{folder} is not a DescriptorBoosting folder ({exc.filename} missing)"
+            ) from None
+        except (ValueError, KeyError, OSError) as exc:
+            raise ModelLoadError(f"{folder}: unreadable DescriptorBoosting ({exc})") from None
+        if description.get("@class") != "DescriptorBoosting":
+            raise ModelLoadError(f"{folder / BOOSTING_JSON} does not describe a DescriptorBoosting")
+        if description.get("descriptors", list(DESCRIPTOR_NAMES)) != list(DESCRIPTOR_NAMES):
+            raise ModelLoadError(
+                f"{folder} was fitted on other descriptors than this version of matgl-ltc computes"
+            )
+        baseline = description.pop("baseline")
+        for key in ("@class", "@version"):
+            description.pop(key)
+        return cls(baseline, nodes, roots, description)
