@@ -435,6 +435,13 @@ def test_boosted_run_blends_each_split_booster(tmp_path, togo15, capsys):
     assert main([*argv, "--boosting-weight", "0.3", "--no-progress"]) == 0
     assert "boosting: togo15" not in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["unbiased"]["mape"]["values"] == metrics
+    # evaluate scores the blend, and the boosters alone beside it
+    assert main(["evaluate", str(out), "--dataset", "togo15", "--out", str(tmp_path / "ev.json")]) == 0
+    evaluation = json.loads((tmp_path / "ev.json").read_text())
+    every = 10 ** np.mean([b.predict_log10(x) for b in ensemble.boosters], axis=0)
+    assert evaluation["boosting"] == pytest.approx(regression_metrics(togo15.labels, every), rel=1e-5)
+    assert evaluation["boosting_weight"] == 0.3 and evaluation["ensemble"]["estimate"] == "geometric"
+    assert "descriptor boosters alone" in capsys.readouterr().out
 
 
 # one epoch from a fresh head leaves MAPE's first overshoot below zero, which fit rightly reports

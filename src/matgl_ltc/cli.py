@@ -239,7 +239,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_metrics(result["ensemble_mean"], "ensemble mean prediction"))
     ensemble = dict(result["ensemble"])
     estimate = ensemble.pop("estimate")
-    if estimate != "mean":
+    if "boosting" in result:
+        print(format_metrics(result["boosting"], "descriptor boosters alone"))
+        print(
+            format_metrics(
+                ensemble, f"ensemble {estimate} prediction with {result['boosting_weight']:g} boosters"
+            )
+        )
+    elif estimate != "mean":
         print(format_metrics(ensemble, f"ensemble {estimate} prediction"))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))

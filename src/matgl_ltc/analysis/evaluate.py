@@ -19,7 +19,7 @@ def evaluate(
 
     ``ensemble_mean`` scores the members' mean (mTC); ``ensemble`` scores ``estimate``
     (default: the ensemble's own, :attr:`LTCEnsemble.default_estimate`), with the ensemble's
-    descriptor boosters in it if it has them.
+    descriptor boosters in it if it has them; ``boosting`` then scores the boosters alone.
     """
     ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
     estimate = estimate or ensemble.default_estimate
@@ -34,7 +34,7 @@ def evaluate(
         }
         for m in METRIC_NAMES
     }
-    return {
+    result = {
         "dataset": dataset.name,
         "n_structures": len(dataset),
         "n_members": members.shape[1],
@@ -46,3 +46,7 @@ def evaluate(
         },
         "per_member": per_member,
     }
+    if prediction.boosted is not None:  # the boosters alone, to see what they add
+        result["boosting_weight"] = prediction.boosting_weight
+        result["boosting"] = regression_metrics(dataset.labels, prediction.boosted)
+    return result
