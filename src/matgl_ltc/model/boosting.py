@@ -136,7 +136,7 @@ class DescriptorBoosting:
     def save(self, path: str | os.PathLike) -> Path:
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / BOOSTING_ARRAYS, roots=self.roots, **self.nodes)
+        np.savez_compressed(folder / BOOSTING_ARRAYS, roots=self.roots, **self.nodes)
         description = {
             "@class": "DescriptorBoosting",
             "@version": 1,
