@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/boosting.py [--datasets togo15 hh143 mix] [--weights 0 0.1 0.2 0.25 0.3 0.4]
+                                  [--variant target.epochs=300,target.batch_size=8]
 
 Rescores, without training anything, every finished ``two-stage-hybrid-3rotated`` run of
 ``benchmarks/aflow_draws.py`` (one per AFLOW draw; the first-session draw and the draws
@@ -12,7 +13,9 @@ a recipe with ``boosting_weight`` does, and blends it into the run's min-MAPE (o
 geometric) estimate with each weight. The weight 0.25 of ``two-stage-hybrid-3rotated-boosted``
 was fixed on the first-session draw's ``two-stage-hybrid`` (weights 0, 0.25, 0.5) before the
 retrained draws were rescored, so the rows over retrained draws test it on models it was not
-chosen on. Writes ``benchmarks/boosting.md`` and ``benchmarks/out/boosting.json``.
+chosen on. ``--variant`` rescores the 3rotated runs of a target-stage variant of
+``benchmarks/aflow_draws.py`` instead, in a section of its own. Writes ``benchmarks/boosting.md``
+and ``benchmarks/out/boosting.json`` (sections of datasets and variants not rescored are kept).
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ METRICS = ("mape", "log10_mae")
 GOALS = {"togo15": {"unbiased/mape": 0.35, "unbiased/log10_mae": 0.15, "best_epoch/mape": 0.25}}
 
 
-def rotated_runs(dataset: str) -> dict[str, Path]:
-    """The finished 3rotated run of each AFLOW draw, by draw label."""
+def rotated_runs(dataset: str, variant: str = "") -> dict[str, Path]:
+    """The finished 3rotated run of each AFLOW draw, by draw label (of a target-stage variant, if named)."""
+    root = DRAWS / variant if variant else DRAWS
     found = {}
-    for run in sorted(DRAWS.glob(f"two-stage-hybrid-3seeds-rotated-*/{dataset}")) + sorted(
-        DRAWS.glob(f"two-stage-hybrid-3rotated-aflow*/{dataset}")
+    for run in sorted(root.glob(f"two-stage-hybrid-3seeds-rotated-*/{dataset}")) + sorted(
+        root.glob(f"two-stage-hybrid-3rotated-aflow*/{dataset}")
     ):
         if (run / "summary.json").is_file():
             slug = run.parent.name.rsplit("-", 1)[-1]
@@ -97,9 +101,9 @@ def mean_and_error(values: list[float]) -> dict[str, float]:
     return {"mean": float(values.mean()), "error": error}
 
 
-def analyse(dataset: str, weights: list[float]) -> dict:
+def analyse(dataset: str, weights: list[float], variant: str = "") -> dict:
     boosted_of = booster_predictions(dataset)
-    runs = rotated_runs(dataset)
+    runs = rotated_runs(dataset, variant)
     per_draw = {draw: run_scores(run, weights, boosted_of) for draw, run in runs.items()}
     groups = {"every draw": list(per_draw), "retrained draws": [d for d in per_draw if d != "first session"]}
     record: dict = {"draws": {}, "pooled": {}, "hybrid": {}}
@@ -121,7 +125,7 @@ def analyse(dataset: str, weights: list[float]) -> dict:
             rows[str(w)] = row
         record["pooled"][group] = {"n_draws": len(draws), "weights": rows}
     hybrid = HERE / "out" / "reproduce" / "two-stage-hybrid" / dataset
-    if (hybrid / "summary.json").is_file():
+    if not variant and (hybrid / "summary.json").is_file():
         scores = run_scores(hybrid, weights, boosted_of)
         record["hybrid"] = {str(w): {k: float(v.mean()) for k, v in s.items()} for w, s in scores.items()}
     return record
@@ -184,7 +188,7 @@ def markdown(results: dict[str, dict], weights: list[float]) -> str:
                 lines.append(
                     f"- w = {w}: {s['best_epoch/mape']:.3f} / {s['unbiased/mape']:.3f} / {s['unbiased/log10_mae']:.3f}"
                 )
-        goals = GOALS.get(dataset)
+        goals = GOALS.get(dataset.split(",")[0])
         if goals:
             lines += [
                 "",
@@ -200,13 +204,22 @@ def main() -> None:
     )
     parser.add_argument("--datasets", nargs="+", default=["togo15", "hh143", "mix"])
     parser.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.25, 0.3, 0.4])
+    parser.add_argument(
+        "--variant",
+        default="",
+        help="a target-stage variant's folder under benchmarks/out/aflow_draws "
+        "(e.g. target.epochs=300,target.batch_size=8): rescore its 3rotated runs instead",
+    )
     args = parser.parse_args()
     weights = sorted(set([0.0, *args.weights]))
-    results = {dataset: analyse(dataset, weights) for dataset in args.datasets}
-    (HERE / "out").mkdir(exist_ok=True)
-    (HERE / "out" / "boosting.json").write_text(
-        json.dumps({"weights": weights, "results": results}, indent=1)
-    )
+    record_path = HERE / "out" / "boosting.json"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    results = record.get("results", {})  # sections of other datasets and variants stay
+    for dataset in args.datasets:
+        key = f"{dataset}, target stage {args.variant}" if args.variant else dataset
+        results[key] = analyse(dataset, weights, args.variant)
+    record_path.parent.mkdir(exist_ok=True)
+    record_path.write_text(json.dumps({"weights": weights, "results": results}, indent=1))
     md = markdown(results, weights)
     (HERE / "boosting.md").write_text(md)
     print(md)
