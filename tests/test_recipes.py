@@ -12,11 +12,13 @@ import torch
 
 from matgl_ltc import LTCModel, load_model
 from matgl_ltc.analysis.metrics import regression_metrics
+from matgl_ltc.analysis.screening_report import read_scan
 from matgl_ltc.cli import main
 from matgl_ltc.data import random_splits
 from matgl_ltc.data.descriptors import descriptor_matrix
 from matgl_ltc.model import point_estimate
 from matgl_ltc.model.boosting import DescriptorBoosting
+from matgl_ltc.screening import scan
 from matgl_ltc.train import Recipe, Stage, builtin_recipes, resolve_recipe
 from matgl_ltc.train.recipes import stage_fingerprint
 from matgl_ltc.train.runner import RecipeRunner, run_models
@@ -430,6 +432,9 @@ def test_boosted_run_blends_each_split_booster(tmp_path, togo15, capsys):
     saved = load_model(ensemble.save(tmp_path / "saved"))
     assert len(saved.boosters) == 2
     np.testing.assert_allclose(saved.predict(structures).geometric_mean, prediction.geometric_mean, rtol=1e-5)
+    scanned = read_scan(scan(structures, tmp_path / "scan.csv", saved, progress=False).output)
+    np.testing.assert_allclose(scanned["ltc_geometric"], prediction.geometric_mean, rtol=1e-5)
+    np.testing.assert_allclose(scanned["ltc_mean"], prediction.mean, rtol=1e-5)
     # resuming fits nothing again; the summary's numbers are the blended ones
     metrics = json.loads((out / "summary.json").read_text())["unbiased"]["mape"]["values"]
     assert main([*argv, "--boosting-weight", "0.3", "--no-progress"]) == 0

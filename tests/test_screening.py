@@ -94,6 +94,23 @@ def test_garbage_file_is_reported_and_the_rest_scanned(tmp_path, tiny_ensemble, 
     assert summary.n_ok == len(mixed_input[1]) - 4
 
 
+def test_a_list_of_structures_is_one_source(tmp_path, tiny_ensemble, mixed_input, rocksalt):
+    """scan(list_of_atoms): each Atoms is a structure (not a source to iterate), ids from atoms.info."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    ensemble, _ = tiny_ensemble
+    frames = mixed_input[1][:12]
+    summary = scan(frames, tmp_path / "atoms.csv", ensemble, progress=False)
+    assert summary.n_total == len(frames) and summary.n_bad == 4  # 3 planted, 1 from MP (no edges)
+    bad = {sid for sid, _ in summary.bad}
+    good = [a for a in frames if a.info["id"] not in bad]
+    predicted = read_scan(tmp_path / "atoms.csv")["ltc_mean"]
+    np.testing.assert_allclose(predicted[np.isfinite(predicted)], ensemble.predict(good).mean, rtol=1e-5)
+    structure = AseAtomsAdaptor.get_structure(rocksalt)
+    summary = scan([structure, mixed_input[0]], tmp_path / "mixed.csv", ensemble, progress=False)
+    assert summary.n_total == 1 + len(mixed_input[1]) and summary.n_bad == 4  # the file's 4 bad
+
+
 def test_resume_after_kill(tmp_path, tiny_ensemble, shared_dir):
     _, model_dir = tiny_ensemble
     frames = ase.io.read(shared_dir / "data" / "mp_candidates_scan.extxyz", ":600")

@@ -254,12 +254,20 @@ def _chunks(records: Iterator[StructureRecord], size: int) -> Iterator[list[Stru
         yield chunk
 
 
+def _is_structure(item: Any) -> bool:
+    from pymatgen.core import Structure
+
+    return isinstance(item, (Atoms, Structure))
+
+
 def _all_records(inputs: Sequence[Any] | Any) -> Iterator[StructureRecord]:
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    elif not isinstance(inputs, (list, tuple)):
-        inputs = [inputs]  # an iterable of Atoms/Structures
+    elif not isinstance(inputs, (list, tuple)) or (inputs and all(_is_structure(i) for i in inputs)):
+        inputs = [inputs]  # one iterable of Atoms/Structures, not a list of sources
     for source in inputs:
+        if _is_structure(source):  # a lone structure among file sources
+            source = [source]
         try:
             yield from iter_structures(source)
         except FileNotFoundError as exc:
@@ -286,7 +294,8 @@ def scan(
     Parameters
     ----------
     inputs
-        Paths (extxyz, CIF folders, ase.db files or URLs) or an iterable of Atoms/Structures.
+        Paths (extxyz, CIF folders, ase.db files or URLs), a list or iterable of Atoms/Structures, or
+        a list mixing paths and structures.
     output
         ``.csv``, ``.parquet`` or ``.db`` (ase.db with key-value pairs ``ltc_mean``, ``ltc_std`` ...).
     model
