@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="with --recipe: also fit gradient-boosted trees on the descriptors per split and give "
-        "them this share (0-1) of the log-space estimate (default: the recipe's; needs scikit-learn)",
+        "them this share (0-1) of the log-space estimate (default: the recipe's)",
     )
     train.add_argument(
         "--epochs",

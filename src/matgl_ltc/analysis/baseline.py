@@ -1,7 +1,7 @@
 """The baseline a user tries first: gradient boosting on simple composition/structure descriptors.
 
 Trained on log10 κ over the same splits as the deep models, so the two can be compared
-split by split. Needs scikit-learn (``pip install matgl-ltc[baseline]``).
+split by split.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ err on different structures, so a log-space blend of the two (``Recipe.boosting_
 accurate than either (``docs/accuracy.md``). Fitting uses scikit-learn's
 ``HistGradientBoostingRegressor``; the fitted trees are stored as plain arrays (``boosting.npz``,
 read with ``allow_pickle=False``) and walked here with numpy, so a saved booster loads without
-unpickling anything and predicts without scikit-learn installed.
+unpickling anything and predicts without importing scikit-learn.
 """
 
 from __future__ import annotations
@@ -84,13 +84,9 @@ class DescriptorBoosting:
         cls, x: np.ndarray, log10_kappa: np.ndarray, seed: int = 42, **settings: Any
     ) -> DescriptorBoosting:
         """Fit on a descriptor matrix (rows from :func:`descriptor_matrix`) and log10 κ labels."""
-        try:
-            import sklearn
-            from sklearn.ensemble import HistGradientBoostingRegressor
-        except ImportError as exc:  # only fitting needs it; predicting walks the stored trees
-            raise ImportError(
-                "fitting a DescriptorBoosting needs scikit-learn: pip install 'matgl-ltc[baseline]'"
-            ) from exc
+        import sklearn  # only fitting needs it; predicting walks the stored trees
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
         x = _as_descriptors(x)
         options = {**DEFAULT_SETTINGS, **settings}
         model = HistGradientBoostingRegressor(random_state=seed, **options).fit(x, np.asarray(log10_kappa))
