@@ -223,22 +223,24 @@ class RecipeRunner:
             x = self._descriptors[data.name] = descriptor_matrix(data.atoms)
         val = data.indices(split.validation)
         if (folder / BOOSTING_JSON).is_file():
-            booster = DescriptorBoosting.load(folder)
-        else:
-            self.log(f"  boosting: {data.name} split {split.index} → {folder}")
-            start = time.perf_counter()
-            train = data.indices(split.train)
-            booster = DescriptorBoosting.fit(x[train], np.log10(data.labels[train]))
-            partial = folder.with_name(folder.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            booster.save(partial)
-            metrics = {
-                "validation": regression_metrics(data.labels[val], 10 ** booster.predict_log10(x[val])),
-                "wall_time_s": time.perf_counter() - start,
-            }
-            (partial / "metrics.json").write_text(json.dumps(metrics, indent=1))
-            partial.rename(folder)
-        return dict(zip([data.ids[i] for i in val], (10 ** booster.predict_log10(x[val])).tolist()))
+            return dict(
+                zip([data.ids[i] for i in val], 10 ** DescriptorBoosting.load(folder).predict_log10(x[val]))
+            )
+        self.log(f"  boosting: {data.name} split {split.index} → {folder}")
+        start = time.perf_counter()
+        train = data.indices(split.train)
+        booster = DescriptorBoosting.fit(x[train], np.log10(data.labels[train]))
+        kappa = 10 ** booster.predict_log10(x[val])
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        booster.save(partial)
+        metrics = {
+            "validation": regression_metrics(data.labels[val], kappa),
+            "wall_time_s": time.perf_counter() - start,
+        }
+        (partial / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        partial.rename(folder)
+        return dict(zip([data.ids[i] for i in val], kappa))
 
     def _earlier_stages(
         self, chain: Recipe, target: LTCDataset, split: Split, k: int, member: int, places: _RunPlaces
@@ -352,6 +354,11 @@ def run_recipe(
     return runner.run(recipe, dataset, out_dir, n_splits, splits)
 
 
+def split_folders(run: Path) -> list[Path]:
+    """A run's ``split_<k>`` folders in split order."""
+    return sorted(run.glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
 def run_models(run_dir: str | os.PathLike, recipe: dict[str, Any] | None = None) -> list[Path]:
     """Model folders of a run's final stage, in split order (a split's seed members together).
 
@@ -360,8 +367,9 @@ def run_models(run_dir: str | os.PathLike, recipe: dict[str, Any] | None = None)
     run = Path(run_dir)
     recipe = recipe or json.loads((run / "recipe.json").read_text())
     names = member_folders(recipe["stages"][-1]["name"], int(recipe.get("members", 1)))
-    splits = sorted(run.glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
-    found = [p / name / "model" for p in splits for name in names if (p / name / "model").is_dir()]
+    found = [
+        p / name / "model" for p in split_folders(run) for name in names if (p / name / "model").is_dir()
+    ]
     if not found:
         raise FileNotFoundError(f"{run} holds no trained model (no split_*/{names[0]}/model)")
     return found
@@ -370,8 +378,9 @@ def run_models(run_dir: str | os.PathLike, recipe: dict[str, Any] | None = None)
 def run_boosters(run_dir: str | os.PathLike) -> list[Path]:
     """Descriptor-booster folders of a run (recipes with ``boosting_weight``), in split order."""
     run = Path(run_dir)
-    splits = sorted(run.glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
-    found = [p / BOOSTING_FOLDER for p in splits if (p / BOOSTING_FOLDER / BOOSTING_JSON).is_file()]
+    found = [
+        p / BOOSTING_FOLDER for p in split_folders(run) if (p / BOOSTING_FOLDER / BOOSTING_JSON).is_file()
+    ]
     if not found:
         raise FileNotFoundError(f"{run} holds no descriptor booster (no split_*/{BOOSTING_FOLDER})")
     return found
