@@ -95,7 +95,7 @@ class EnsemblePrediction:
 
     @property
     def geometric_mean(self) -> np.ndarray:
-        """The members' geometric mean (see :func:`point_estimate`)."""
+        """The members' geometric mean, blended with the boosters if any (see :func:`point_estimate`)."""
         return self.estimate("geometric")
 
     @property
