@@ -74,6 +74,10 @@ class DescriptorBoosting:
         for flag in ("is_leaf", "missing_go_to_left"):  # scikit-learn stores them as uint8
             self.nodes[flag] = self.nodes[flag].astype(bool)
         self.roots = np.asarray(roots, dtype=np.int64)
+        # children as indices into the concatenated nodes (scikit-learn's are per tree)
+        tree_start = np.repeat(self.roots, np.diff(np.append(self.roots, len(self.nodes["value"]))))
+        self._left = tree_start + self.nodes["left"].astype(np.int64)
+        self._right = tree_start + self.nodes["right"].astype(np.int64)
         self.metadata = dict(metadata or {})
 
     def __repr__(self) -> str:
@@ -103,25 +107,30 @@ class DescriptorBoosting:
         }
         return cls(float(np.ravel(model._baseline_prediction)[0]), nodes, roots, metadata)
 
-    def predict_log10(self, x: np.ndarray) -> np.ndarray:
-        """log10 κ per descriptor row, as scikit-learn's ``predict`` gives it."""
+    def predict_log10(self, x: np.ndarray, block: int = 1024) -> np.ndarray:
+        """log10 κ per descriptor row, as scikit-learn's ``predict`` gives it.
+
+        Every tree descends one level per step for a block of rows at once, so a prediction takes
+        as many numpy steps as the deepest tree is deep, not trees × depth.
+        """
         x = _as_descriptors(x)
         n = self.nodes
-        rows = np.arange(len(x))
-        out = np.full(len(x), self.baseline)
-        for root in self.roots:
-            node = np.full(len(x), root)
+        out = np.empty(len(x))
+        for start in range(0, len(x), block):
+            rows = x[start : start + block]
+            node = np.repeat(self.roots[:, None], len(rows), axis=1)  # (trees × rows)
+            columns = np.broadcast_to(np.arange(len(rows)), node.shape)
             while True:
                 inner = ~n["is_leaf"][node]
                 if not inner.any():
                     break
                 at = node[inner]
-                values = x[rows[inner], n["feature_idx"][at]]
+                values = rows[columns[inner], n["feature_idx"][at]]
                 left = np.where(
                     np.isnan(values), n["missing_go_to_left"][at], values <= n["num_threshold"][at]
                 )
-                node[inner] = root + np.where(left, n["left"][at], n["right"][at])
-            out += n["value"][node]
+                node[inner] = np.where(left, self._left[at], self._right[at])
+            out[start : start + len(rows)] = self.baseline + n["value"][node].sum(axis=0)
         return out
 
     def predict(self, structures: Iterable[Atoms]) -> np.ndarray:
