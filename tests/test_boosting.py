@@ -53,6 +53,17 @@ def test_saved_booster_loads_from_plain_arrays(tmp_path, togo15_split, togo15):
     np.testing.assert_allclose(loaded.predict(structures), 10 ** booster.predict_log10(x[val[:4]]))
     assert loaded.metadata["descriptors"] == list(DESCRIPTOR_NAMES)
 
+    # a corrupted tree that would send the walk back up (an endless loop) is refused at load
+    with np.load(tmp_path / "b" / BOOSTING_ARRAYS) as arrays:
+        tampered = {name: arrays[name].copy() for name in arrays.files}
+    inner = np.flatnonzero(~tampered["is_leaf"].astype(bool))[0]
+    tampered["left"][inner] = 0
+    (tmp_path / "bad").mkdir()
+    np.savez(tmp_path / "bad" / BOOSTING_ARRAYS, **tampered)
+    (tmp_path / "bad" / BOOSTING_JSON).write_text((tmp_path / "b" / BOOSTING_JSON).read_text())
+    with pytest.raises(ModelLoadError, match="corrupted"):
+        DescriptorBoosting.load(tmp_path / "bad")
+
     description = json.loads((tmp_path / "b" / BOOSTING_JSON).read_text())
     description["descriptors"] = description["descriptors"][:-1]
     (tmp_path / "b" / BOOSTING_JSON).write_text(json.dumps(description))

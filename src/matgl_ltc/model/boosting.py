@@ -75,9 +75,24 @@ class DescriptorBoosting:
             self.nodes[flag] = self.nodes[flag].astype(bool)
         self.roots = np.asarray(roots, dtype=np.int64)
         # children as indices into the concatenated nodes (scikit-learn's are per tree)
-        tree_start = np.repeat(self.roots, np.diff(np.append(self.roots, len(self.nodes["value"]))))
+        sizes = np.diff(np.append(self.roots, len(self.nodes["value"])))
+        if len(self.roots) == 0 or self.roots[0] != 0 or (sizes < 1).any():
+            raise ValueError("tree roots must start at 0 and increase")
+        tree_start = np.repeat(self.roots, sizes)
         self._left = tree_start + self.nodes["left"].astype(np.int64)
         self._right = tree_start + self.nodes["right"].astype(np.int64)
+        # every split leads further down its own tree to a valid feature: a walk always ends
+        inner = np.flatnonzero(~self.nodes["is_leaf"])
+        tree_end = (tree_start + np.repeat(sizes, sizes))[inner]
+        children = np.concatenate([self._left[inner], self._right[inner]])
+        features = self.nodes["feature_idx"][inner]
+        if (
+            (children <= np.tile(inner, 2)).any()
+            or (children >= np.tile(tree_end, 2)).any()
+            or (features < 0).any()
+            or (features >= len(DESCRIPTOR_NAMES)).any()
+        ):
+            raise ValueError("tree nodes point outside their tree or to an unknown descriptor")
         self.metadata = dict(metadata or {})
 
     def __repr__(self) -> str:
@@ -175,4 +190,7 @@ class DescriptorBoosting:
         baseline = description.pop("baseline")
         for key in ("@class", "@version"):
             description.pop(key)
-        return cls(baseline, nodes, roots, description)
+        try:
+            return cls(baseline, nodes, roots, description)
+        except ValueError as exc:
+            raise ModelLoadError(f"{folder}: corrupted DescriptorBoosting ({exc})") from None
