@@ -11,9 +11,8 @@ retrained from nothing) and the one-member ``two-stage-hybrid`` of ``benchmarks/
 per split it fits :class:`~matgl_ltc.model.boosting.DescriptorBoosting` on the training part, as
 a recipe with ``boosting_weight`` does, and blends it into the run's min-MAPE (one member:
 geometric) estimate with each weight. The weight 0.25 of ``two-stage-hybrid-3rotated-boosted``
-was fixed on the first-session draw's ``two-stage-hybrid`` (weights 0, 0.25, 0.5) before the
-retrained draws were rescored, so the rows over retrained draws test it on models it was not
-chosen on. ``--variant`` rescores the 3rotated runs of a target-stage variant of
+is what a check on the first-session draw's ``two-stage-hybrid`` (weights 0, 0.25, 0.5) had
+picked; the table shows how little the exact value matters. ``--variant`` rescores the 3rotated runs of a target-stage variant of
 ``benchmarks/aflow_draws.py`` instead, in a section of its own. Writes ``benchmarks/boosting.md``
 and ``benchmarks/out/boosting.json`` (sections of datasets and variants not rescored are kept).
 """
