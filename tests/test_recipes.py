@@ -81,6 +81,7 @@ def test_builtin_recipes_follow_the_paper():
         assert members.stages == hybrid.stages and (members.members, members.estimate) == (3, "min_mape")
         assert (members.reseed, members.rotate) == (reseed, rotate)
         assert members.boosting_weight == (0.25 if name.endswith("boosted") else 0.0)
+        assert Recipe.from_dict(members.to_dict()) == members  # what recipe.json and files hold
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
         assert (stage.epochs, stage.batch_size, stage.lr, stage.n_splits) == (300, 8, 1e-3, None)
