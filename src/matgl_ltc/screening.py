@@ -437,8 +437,8 @@ def _prepare_chunk(
 def _fill_predictions(prepared: PreparedChunk, ensemble: LTCEnsemble, batch_size: int) -> None:
     if not prepared.graphs:
         return
-    members = ensemble.predict_graphs(prepared.graphs, batch_size)
-    pred = ensemble.combine(members, boosted=ensemble.boosted_kappa(prepared.graphs))
+    pred = ensemble.predict_prepared(prepared.graphs, batch_size)
+    members = pred.members
     geometric, min_mape = pred.geometric_mean, pred.min_mape
     for j, i in enumerate(prepared.good):
         prepared.rows[i].update(
