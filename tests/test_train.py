@@ -53,6 +53,12 @@ def test_fit_saves_metrics_curve_and_best_model(tmp_path, togo15):
     final_pred = np.array([float(r["ltc_pred_final"]) for r in rows])
     true = np.array([float(r["ltc_true"]) for r in rows])
     assert np.mean(np.abs(final_pred - true) / true) == pytest.approx(float(curve[-1]["val_mape"]), rel=1e-3)
+    # every epoch's validation predictions: the kept epoch's row is the kept model's, the last the final's
+    epochs = np.load(tmp_path / "validation_epochs.npz", allow_pickle=False)
+    assert list(epochs["ids"]) == [r["id"] for r in rows] and list(epochs["epoch"]) == [0, 1, 2, 3]
+    assert epochs["ltc_pred"].shape == (4, 19)
+    np.testing.assert_allclose(epochs["ltc_pred"][m["best_epoch"]], pred, rtol=1e-4)
+    np.testing.assert_allclose(epochs["ltc_pred"][-1], final_pred, rtol=1e-4)
     assert (
         loaded.metadata["split"]["index"] == 1
         and loaded.metadata["metrics"]["mape"] == m["validation"]["mape"]

@@ -39,6 +39,10 @@ PAPER_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: every epoch's validation predictions, beside ``validation_predictions.csv``
+EPOCH_PREDICTIONS = "validation_epochs.npz"
+
+
 @dataclass
 class FitResult:
     """The trained model (weights of the kept epoch), its validation metrics and the per-epoch curve."""
@@ -47,6 +51,9 @@ class FitResult:
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
     out_dir: Path | None = None
+    #: κ̂ of every validation structure after every epoch, shape (epochs, n_validation); None
+    #: when training ran on several processes
+    epoch_predictions: np.ndarray | None = None
 
 
 def resolve_split(dataset: LTCDataset, split: Split | int | None) -> Split:
@@ -258,7 +265,10 @@ def fit(
             ),
         }
     )
-    result = FitResult(model, metrics, module.history, Path(out_dir) if out_dir else None)
+    epoch_predictions = None
+    if len(module.val_predictions) == len(module.history) and module.history:
+        epoch_predictions = np.stack(module.val_predictions)
+    result = FitResult(model, metrics, module.history, Path(out_dir) if out_dir else None, epoch_predictions)
     if out_dir:
         save_fit(result, out_dir, split, dataset, val_idx, val_pred, final_pred)
     return result
@@ -369,6 +379,8 @@ def save_fit(
 
     ``validation_predictions.csv`` holds the kept weights' predictions (``ltc_pred``) and, when
     given, the final epoch's (``ltc_pred_final``): the two protocols of the benchmark.
+    ``validation_epochs.npz`` holds every epoch's (``ids``, ``epoch``, ``ltc_pred``), from which
+    a seed ensemble chooses its kept epoch on its combined score.
     """
     if final_pred is None:
         final_pred = val_pred
@@ -377,6 +389,13 @@ def save_fit(
     (folder / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
     (folder / "split.json").write_text(json.dumps(split.to_dict()))
     write_curve(result.history, folder / "curve.csv")
+    if result.epoch_predictions is not None:
+        np.savez_compressed(
+            folder / EPOCH_PREDICTIONS,
+            ids=np.array([dataset.ids[i] for i in val_idx], dtype=str),
+            epoch=np.array([row["epoch"] for row in result.history], dtype=np.int64),
+            ltc_pred=result.epoch_predictions.astype(np.float32),
+        )
     with open(folder / "validation_predictions.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "formula", "ltc_true", "ltc_pred", "ltc_pred_final"])

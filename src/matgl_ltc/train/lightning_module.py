@@ -101,6 +101,9 @@ class LTCLightningModule(pl.LightningModule):
         self._val_pred: list[torch.Tensor] = []
         self._val_true: list[torch.Tensor] = []
         self._val_metrics: dict[str, float] = {}
+        #: κ̂ of every validation structure at every epoch (in validation order), for choosing a
+        #: seed ensemble's kept epoch on its combined score after all its members trained
+        self.val_predictions: list[np.ndarray] = []
         self.average_last = int(average_last)
         self.averaged_state: dict[str, torch.Tensor] | None = None
         self._n_averaged = 0
@@ -167,6 +170,8 @@ class LTCLightningModule(pl.LightningModule):
             pred = self.all_gather(pred).reshape(-1)
             true = self.all_gather(true).reshape(-1)
         self._val_metrics = regression_metrics(true.double().cpu().numpy(), pred.double().cpu().numpy())
+        if self.trainer.world_size == 1:  # gathered ranks come back in the sampler's order
+            self.val_predictions.append(pred.float().cpu().numpy())
         self.log("val_mape", self._val_metrics["mape"], prog_bar=True, sync_dist=False)
         self.log("val_log10_mae", self._val_metrics["log10_mae"], prog_bar=True, sync_dist=False)
 
