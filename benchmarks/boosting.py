@@ -12,7 +12,7 @@ per split it fits :class:`~matgl_ltc.model.boosting.DescriptorBoosting` on the t
 a recipe with ``boosting_weight`` does, and blends it into the run's min-MAPE (one member:
 geometric) estimate with each weight. The weight 0.25 of ``two-stage-hybrid-3rotated-boosted``
 is what a check on the first-session draw's ``two-stage-hybrid`` (weights 0, 0.25, 0.5) had
-picked; the table shows how little the exact value matters. ``--variant`` rescores the 3rotated runs of a target-stage variant of
+picked; the table shows how little the exact value matters. ``--variant`` rescores the 3rotated runs of a stage variant of
 ``benchmarks/aflow_draws.py`` instead, in a section of its own. Writes ``benchmarks/boosting.md``
 and ``benchmarks/out/boosting.json`` (sections of datasets and variants not rescored are kept).
 """
@@ -41,7 +41,7 @@ GOALS = {"togo15": {"unbiased/mape": 0.35, "unbiased/log10_mae": 0.15, "best_epo
 
 
 def rotated_runs(dataset: str, variant: str = "") -> dict[str, Path]:
-    """The finished 3rotated run of each AFLOW draw, by draw label (of a target-stage variant, if named)."""
+    """The finished 3rotated run of each AFLOW draw, by draw label (of a stage variant, if named)."""
     root = DRAWS / variant if variant else DRAWS
     found = {}
     for run in sorted(root.glob(f"two-stage-hybrid-3seeds-rotated-*/{dataset}")) + sorted(
@@ -197,6 +197,12 @@ def markdown(results: dict[str, dict], weights: list[float]) -> str:
     return "\n".join(lines)
 
 
+def variant_label(variant: str) -> str:
+    """``target stage target.epochs=300,...`` or ``AFLOW stage epochs=80``: the stage a variant changes."""
+    target = all(part.startswith("target.") for part in variant.split(","))
+    return f"{'target' if target else 'AFLOW'} stage {variant}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -206,7 +212,7 @@ def main() -> None:
     parser.add_argument(
         "--variant",
         default="",
-        help="a target-stage variant's folder under benchmarks/out/aflow_draws "
+        help="a stage variant's folder under benchmarks/out/aflow_draws "
         "(e.g. target.epochs=300,target.batch_size=8): rescore its 3rotated runs instead",
     )
     args = parser.parse_args()
@@ -215,7 +221,7 @@ def main() -> None:
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     results = record.get("results", {})  # sections of other datasets and variants stay
     for dataset in args.datasets:
-        key = f"{dataset}, target stage {args.variant}" if args.variant else dataset
+        key = f"{dataset}, {variant_label(args.variant)}" if args.variant else dataset
         results[key] = analyse(dataset, weights, args.variant)
     record_path.parent.mkdir(exist_ok=True)
     record_path.write_text(json.dumps({"weights": weights, "results": results}, indent=1))
