@@ -379,8 +379,9 @@ def save_fit(
 
     ``validation_predictions.csv`` holds the kept weights' predictions (``ltc_pred``) and, when
     given, the final epoch's (``ltc_pred_final``): the two protocols of the benchmark.
-    ``validation_epochs.npz`` holds every epoch's (``ids``, ``epoch``, ``ltc_pred``), from which
-    a seed ensemble chooses its kept epoch on its combined score.
+    ``validation_epochs.npz`` holds every epoch's (``ids``, ``epoch``, ``ltc_pred``), so another
+    choice of epoch (e.g. one common epoch for a split's seed members) can be scored without
+    training again.
     """
     if final_pred is None:
         final_pred = val_pred

@@ -101,8 +101,8 @@ class LTCLightningModule(pl.LightningModule):
         self._val_pred: list[torch.Tensor] = []
         self._val_true: list[torch.Tensor] = []
         self._val_metrics: dict[str, float] = {}
-        #: κ̂ of every validation structure at every epoch (in validation order), for choosing a
-        #: seed ensemble's kept epoch on its combined score after all its members trained
+        #: κ̂ of every validation structure at every epoch (in validation order), so other choices
+        #: of epoch can be scored after training (``validation_epochs.npz``)
         self.val_predictions: list[np.ndarray] = []
         self.average_last = int(average_last)
         self.averaged_state: dict[str, torch.Tensor] | None = None
