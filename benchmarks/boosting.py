@@ -60,17 +60,26 @@ def member_folders(run: Path) -> tuple[list[str], str]:
     return [last] + [f"{last}_member{i}" for i in range(1, members)], recipe.get("estimate", "geometric")
 
 
+def split_predictions(
+    run: Path, k: int, folders: list[str]
+) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Split k's validation ids, true κ, and its members' (structures × members) κ per protocol column."""
+    tables = [read_csv_rows(run / f"split_{k}" / f / "validation_predictions.csv") for f in folders]
+    ids = [row["id"] for row in tables[0]]
+    true = np.array([float(row["ltc_true"]) for row in tables[0]])
+    columns = {c: np.array([[float(row[c]) for row in t] for t in tables]).T for c in PROTOCOLS.values()}
+    return ids, true, columns
+
+
 def run_scores(run: Path, weights: list[float], boosted_of) -> dict[float, dict[str, np.ndarray]]:
     """Per-split metrics of a run's estimate blended with its split boosters, for each weight."""
     folders, estimate = member_folders(run)
     scores: dict[float, dict[str, list[float]]] = {w: {} for w in weights}
     for k, split in enumerate(load_splits(run / "splits.json")):
-        tables = [read_csv_rows(run / f"split_{k}" / f / "validation_predictions.csv") for f in folders]
-        ids = [row["id"] for row in tables[0]]
-        true = np.array([float(row["ltc_true"]) for row in tables[0]])
+        ids, true, predictions = split_predictions(run, k, folders)
         boosted = boosted_of(split, ids)
         for protocol, column in PROTOCOLS.items():
-            members = np.array([[float(row[column]) for row in t] for t in tables]).T
+            members = predictions[column]
             for w in weights:
                 metrics = regression_metrics(true, point_estimate(members, estimate, boosted, w))
                 for name in METRICS:

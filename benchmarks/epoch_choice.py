@@ -32,10 +32,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from boosting import booster_predictions, mean_and_error, member_folders, rotated_runs
+from boosting import (
+    booster_predictions,
+    mean_and_error,
+    member_folders,
+    rotated_runs,
+    split_predictions,
+)
 
 from matgl_ltc.analysis.metrics import regression_metrics
-from matgl_ltc.analysis.plots import read_csv_rows
 from matgl_ltc.data import load_splits
 from matgl_ltc.model import point_estimate
 from matgl_ltc.train.fit import EPOCH_PREDICTIONS
@@ -70,21 +75,14 @@ def retrained(run: Path, dataset: str, train: bool) -> Path | None:
 def split_record(original: Path, again: Path, k: int, split, boosted_of, weights: list[float]) -> dict:
     """One split: scores of every epoch choice, at every weight, and the blend's curve."""
     folders, estimate = member_folders(original)
-
-    def predictions(run: Path, column: str) -> np.ndarray:
-        tables = [read_csv_rows(run / f"split_{k}" / f / "validation_predictions.csv") for f in folders]
-        return np.array([[float(row[column]) for row in t] for t in tables]).T
-
-    first = read_csv_rows(again / f"split_{k}" / folders[0] / "validation_predictions.csv")
-    ids = [row["id"] for row in first]
-    true = np.array([float(row["ltc_true"]) for row in first])
     # every row is scored on the retrained members, so all choices are made among the same models
-    kept, final = predictions(again, "ltc_pred"), predictions(again, "ltc_pred_final")
+    ids, true, predictions = split_predictions(again, k, folders)
+    kept, final = predictions["ltc_pred"], predictions["ltc_pred_final"]
     epochs = [np.load(again / f"split_{k}" / f / EPOCH_PREDICTIONS, allow_pickle=False) for f in folders]
     if any(list(e["ids"]) != ids for e in epochs):
         raise ValueError(f"{again} split {k}: the per-epoch predictions are of other structures")
     trajectory = np.stack([e["ltc_pred"] for e in epochs], axis=-1).astype(float)  # epochs × n × members
-    same = bool(np.allclose(predictions(original, "ltc_pred_final"), final, rtol=1e-4))
+    same = bool(np.allclose(split_predictions(original, k, folders)[2]["ltc_pred_final"], final, rtol=1e-4))
     boosted = boosted_of(split, ids)
     record: dict = {"reproduced": same, "weights": {}}
     for w in weights:
