@@ -174,10 +174,11 @@ def cmd_models(args: argparse.Namespace) -> int:
             json.dumps({k: {n: s.description for n, s in v.items()} for k, v in sections.items()}, indent=1)
         )
         return 0
+    width = max(len(name) for table in sections.values() for name in table)
     for title, table in sections.items():
         print(f"{title}:")
         for name, spec in table.items():
-            print(f"  {name:<24} {spec.description}")
+            print(f"  {name:<{width}}  {spec.description}")
     return 0
 
 

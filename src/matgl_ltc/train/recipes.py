@@ -358,7 +358,7 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
             "two-stage-hybrid",
             hybrid,
             "two-stage, whose target stage adds composition/structure descriptors to the head "
-            "(not in the paper; the most accurate recipe here, see docs/accuracy.md)",
+            "(not in the paper; one model per split, the recipe of the shipped default; see docs/accuracy.md)",
         ),
         Recipe(
             "two-stage-hybrid-3seeds",
