@@ -49,7 +49,9 @@ def split_tables(run: str | Path) -> list[list[np.ndarray]]:
     ``run`` is a run folder, or ``RUN:FOLDER`` for another stage folder of each split (a seed
     member of a several-member run: ``RUN:target_member1``).
     """
-    folder, _, stage = str(run).partition(":")
+    folder, sep, stage = str(run).rpartition(":")
+    if not sep or "/" in stage:  # no stage suffix (a ':' inside the path, e.g. a variant's folder)
+        folder, stage = str(run), ""
     splits = sorted(Path(folder).glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
     if not splits:
         raise FileNotFoundError(f"{folder}: no split_* folders (not a finished run?)")
