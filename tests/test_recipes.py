@@ -337,6 +337,27 @@ def test_per_split_fidelity_aware_pretraining_from_a_file(tmp_path, aflow_subset
     assert result.summary["n_splits"] == 2
 
 
+def test_cli_stage_options_override_every_stage_of_a_recipe(tmp_path, aflow_subset, capsys):
+    """--seed, --lr, --head-hidden... reach every stage of a recipe; one-model options are refused."""
+    recipe = with_dataset(tiny_two_stage(), aflow_subset)
+    (tmp_path / "two.json").write_text(json.dumps(recipe.to_dict()))
+    argv = ["train", "--recipe", str(tmp_path / "two.json"), "--dataset", "togo15", "--n-splits", "1"]
+    out = tmp_path / "run"
+    options = ["--seed", "7", "--lr", "0.002", "--head-hidden", "8,4", "--out", str(out), "--no-progress"]
+    assert main([*argv, *options, "--stage-cache", str(tmp_path / "stages")]) == 0
+    stages = json.loads((out / "recipe.json").read_text())["stages"]
+    assert [(s["seed"], s["lr"], s["head_hidden"]) for s in stages] == [(7, 0.002, [8, 4])] * 2
+    assert [s["epochs"] for s in stages] == [1, 1]  # what the command line leaves out stays the recipe's
+    for folder in (out / "split_0" / "target", next((tmp_path / "stages").iterdir()) / "split_0"):
+        assert json.loads((folder / "metrics.json").read_text())["settings"]["seed"] == 7
+    capsys.readouterr()
+    assert main([*argv, "--backbone", "megnet-random", "--out", str(tmp_path / "other")]) == 2
+    assert "--backbone trains one model and cannot go with --recipe" in capsys.readouterr().err
+    assert main([*argv, "--split-index", "3", "--out", str(tmp_path / "other")]) == 2
+    assert "a recipe runs every split" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
 def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     path = tmp_path / "quick.toml"
     path.write_text(

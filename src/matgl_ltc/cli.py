@@ -61,13 +61,55 @@ def _trainer_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: One model's training settings when the command line leaves them out. With ``--recipe`` the
+#: same options override every stage (as ``--epochs`` does), so their argparse default is None.
+ONE_MODEL_DEFAULTS: dict[str, Any] = {
+    "backbone": "megnet-eform",
+    "split_index": 0,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "min_lr_fraction": 0.01,
+    "loss": "mape",
+    "keep": "best",
+    "monitor": "mape",
+    "head_hidden": [450, 350, 350],
+    "seed": 42,
+    "descriptors": False,
+}
+#: Command-line options that are recipe-stage settings (option dest → Stage field).
+STAGE_OPTIONS = {
+    "epochs_override": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "min_lr_fraction": "min_lr_fraction",
+    "loss": "loss",
+    "keep": "keep",
+    "monitor": "monitor",
+    "head_hidden": "head_hidden",
+    "seed": "seed",
+    "descriptors": "descriptors",
+}
+
+
+def stage_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The stage settings given on the command line, for every stage of a recipe."""
+    overrides = {field: getattr(args, dest) for dest, field in STAGE_OPTIONS.items()}
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
 def cmd_train_recipe(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from .data import load_dataset, load_splits
     from .train import RecipeRunner, resolve_recipe
 
-    recipe = resolve_recipe(args.recipe, paper=args.paper).with_overrides(epochs=args.epochs_override)
+    for option, dest, instead in (
+        ("--backbone", "backbone", "the recipe's stages name what they start from (init)"),
+        ("--split-index", "split_index", "a recipe runs every split (--n-splits, --split-file)"),
+    ):
+        if getattr(args, dest) is not None:
+            raise ValueError(f"{option} trains one model and cannot go with --recipe: {instead}")
+    recipe = resolve_recipe(args.recipe, paper=args.paper).with_overrides(**stage_overrides(args))
     if (
         args.members is not None
         or args.estimate is not None
@@ -107,6 +149,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.recipe:
         return cmd_train_recipe(args)
+    for dest, default in ONE_MODEL_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
     dataset = load_dataset(args.dataset)
     split: Any = args.split_index
     if args.split_file:
@@ -326,15 +371,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"matgl-ltc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a model on one split, or a recipe over all splits")
+    train = sub.add_parser(
+        "train",
+        help="train a model on one split, or a recipe over all splits",
+        description="Train one model on one split, or with --recipe a transfer-learning recipe over "
+        "all splits. With --recipe, --epochs, --batch-size, --lr, --min-lr-fraction, --loss, --keep, "
+        "--monitor, --head-hidden, --seed and --descriptors override that setting in every stage; "
+        "for one stage only, write a recipe file (docs/recipes.md).",
+    )
     train.add_argument(
         "--dataset", required=True, help="bundled name (togo15, hh143, mix, aflow_agl) or path"
     )
     train.add_argument(
-        "--backbone", default="megnet-eform", help="megnet-eform (default), megnet-random, ..."
+        "--backbone", default=None, help="megnet-eform (default), megnet-random, ... (one model only)"
     )
     train.add_argument("--split-file", help='JSON {"train": [ids], "validation": [ids]} or a list of them')
-    train.add_argument("--split-index", type=int, default=0, help="which of the 9 seeded splits (default 0)")
+    train.add_argument(
+        "--split-index",
+        type=int,
+        default=None,
+        help="which of the 9 seeded splits (default 0; one model only)",
+    )
     train.add_argument(
         "--recipe",
         help="run a recipe over all splits: "
@@ -386,24 +443,35 @@ def build_parser() -> argparse.ArgumentParser:
         dest="epochs_override",
         type=int,
         default=None,
-        help="epochs (default 300; with --recipe, overrides every stage)",
+        help="epochs (default 300)",
     )
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--min-lr-fraction", type=float, default=0.01, help="cosine annealing floor, × lr")
-    train.add_argument("--loss", default="mape", choices=["mape", "log_mse", "log_l1"])
-    train.add_argument("--keep", default="best", choices=["best", "last"], help="kept epoch (default best)")
+    train.add_argument("--batch-size", type=int, default=None, help="default 8")
+    train.add_argument("--lr", type=float, default=None, help="default 1e-3")
+    train.add_argument(
+        "--min-lr-fraction", type=float, default=None, help="cosine annealing floor, × lr (default 0.01)"
+    )
+    train.add_argument("--loss", default=None, choices=["mape", "log_mse", "log_l1"], help="default mape")
+    train.add_argument("--keep", default=None, choices=["best", "last"], help="kept epoch (default best)")
     train.add_argument(
         "--monitor",
-        default="mape",
+        default=None,
         choices=METRIC_NAMES,
         help="validation metric --keep best picks by (default mape)",
     )
-    train.add_argument("--head-hidden", type=_ints, default=[450, 350, 350], help="e.g. 450,350,350")
-    train.add_argument("--seed", type=int, default=42)
+    train.add_argument(
+        "--head-hidden", type=_ints, default=None, help="head layer widths (default 450,350,350)"
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="default 42; with --recipe, every stage's (a new draw of the whole recipe; members "
+        "take seed, seed+1, ...)",
+    )
     train.add_argument(
         "--descriptors",
         action="store_true",
+        default=None,
         help="hybrid head: composition/structure descriptors beside the MEGNet embedding",
     )
     train.add_argument(
