@@ -188,7 +188,7 @@ def draws_of(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict[s
 
 def run_scores(run: Path) -> dict[str, np.ndarray]:
     """Per-split scores of a 3-member run (3seeds or rotated), combined with the min-MAPE estimate."""
-    return split_scores([split_tables(f"{run}:{f}") for f in MEMBER_FOLDERS], (0, 1, 2), "min_mape")
+    return split_scores([split_tables(run, f) for f in MEMBER_FOLDERS], (0, 1, 2), "min_mape")
 
 
 def mean_and_error(values: list[float] | np.ndarray) -> dict[str, float]:
@@ -222,7 +222,7 @@ def analyse(dataset: str, seeds: list[int], settings: dict[str, Any]) -> dict:
     tables, where = [], []  # one entry per (draw, target seed member)
     for name in names:
         for member, folder in enumerate(MEMBER_FOLDERS):
-            tables.append(split_tables(f"{draws[name]}:{folder}"))
+            tables.append(split_tables(draws[name], folder))
             where.append((name, member))
 
     def index(name: str, member: int) -> int:

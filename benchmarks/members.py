@@ -43,19 +43,24 @@ GOALS = {
 }
 
 
-def split_tables(run: str | Path) -> list[list[np.ndarray]]:
-    """(true, kept-epoch, final-epoch) predictions of each split's target stage.
+def split_tables(run: str | Path, stage: str = "target") -> list[list[np.ndarray]]:
+    """(true, kept-epoch, final-epoch) predictions of each split's ``stage`` folder.
 
-    ``run`` is a run folder, or ``RUN:FOLDER`` for another stage folder of each split (a seed
-    member of a several-member run: ``RUN:target_member1``).
+    ``stage`` is another stage folder of each split for a seed member of a several-member run
+    (``target_member1``).
     """
-    folder, sep, stage = str(run).rpartition(":")
-    if not sep or "/" in stage:  # no stage suffix (a ':' inside the path, e.g. a variant's folder)
-        folder, stage = str(run), ""
-    splits = sorted(Path(folder).glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
+    splits = sorted(Path(run).glob("split_*"), key=lambda p: int(p.name.split("_")[1]))
     if not splits:
-        raise FileNotFoundError(f"{folder}: no split_* folders (not a finished run?)")
-    return [read_predictions(s / (stage or "target") / "validation_predictions.csv") for s in splits]
+        raise FileNotFoundError(f"{run}: no split_* folders (not a finished run?)")
+    return [read_predictions(s / stage / "validation_predictions.csv") for s in splits]
+
+
+def run_and_stage(text: str) -> tuple[str, str]:
+    """``RUN`` or ``RUN:MEMBER_FOLDER`` from the command line, as (run folder, stage folder)."""
+    folder, sep, stage = text.rpartition(":")
+    if not sep or "/" in stage:  # no member folder (a ':' inside the path, e.g. a variant's folder)
+        return text, "target"
+    return folder, stage
 
 
 def split_scores(runs: list[list[list[np.ndarray]]], members: tuple[int, ...], estimate: str) -> dict:
@@ -144,7 +149,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = args.runs or [variant_dir("two-stage-hybrid", f"seed-{s}", args.dataset) for s in DEFAULT_SEEDS]
     label = args.label or f"two-stage-hybrid seeds {DEFAULT_SEEDS[0]}-{DEFAULT_SEEDS[-1]}, {args.dataset}"
-    runs = [split_tables(p) for p in paths]
+    runs = [split_tables(*run_and_stage(str(p))) for p in paths]
     rows = []
     for size in sorted(s for s in args.sizes if 1 <= s <= len(runs)):
         for estimate in args.estimates if size > 1 else ["geometric"]:
