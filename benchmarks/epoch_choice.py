@@ -54,7 +54,7 @@ FIGURE = HERE.parent / "docs" / "figures" / "epoch_choice.png"
 SNAPSHOTS = ((100, 20), (150, 25))
 #: each row's paired reference: choices made on the validation split against the runner's, the
 #: others against the final epoch
-KEPT, FINAL = "members' own best epochs", "final epoch"
+KEPT, COMMON, FINAL = "members' own best epochs", "the ensemble's best common epoch", "final epoch"
 #: the mean curve skips the first epochs, where the head is still far from the labels
 SETTLED_FROM = 20
 
@@ -94,7 +94,7 @@ def split_record(original: Path, again: Path, k: int, split, boosted_of, weights
         common = int(np.argmin([c["mape"] for c in curve]))
         scores = {
             KEPT: score(kept),
-            "the ensemble's best common epoch": curve[common],
+            COMMON: curve[common],
             FINAL: score(final),
         }
         for size, step in SNAPSHOTS:
@@ -111,7 +111,7 @@ def split_record(original: Path, again: Path, k: int, split, boosted_of, weights
 
 def reference(name: str) -> str:
     """The row a choice is paired against: the same kind of protocol (leaky or not)."""
-    return KEPT if name in (KEPT, "the ensemble's best common epoch") else FINAL
+    return KEPT if name in (KEPT, COMMON) else FINAL
 
 
 def analyse(dataset: str, weights: list[float], train: bool) -> dict:
@@ -155,7 +155,7 @@ def analyse(dataset: str, weights: list[float], train: bool) -> dict:
         draw: {
             w: {
                 name: float(np.mean([s["weights"][w]["scores"][name]["mape"] for s in splits]))
-                for name in (KEPT, "the ensemble's best common epoch", FINAL)
+                for name in (KEPT, COMMON, FINAL)
             }
             for w in map(str, weights)
         }
