@@ -86,6 +86,20 @@ def test_training_lowers_the_loss(togo15):
     )
 
 
+def test_the_progress_bar_ends_on_the_last_epochs_own_metrics(togo15, capsys):
+    # Lightning runs callbacks' on_train_epoch_end before the module's, where the epoch's row is
+    # written: a bar reading it there would show every epoch the one before's metrics
+    model = LTCModel.from_backbone("megnet-eform", head_hidden=(32, 16), seed=0)
+    result = fit(model, togo15, 0, epochs=3, batch_size=16, progress=True)
+    last_render = capsys.readouterr().err.split("\r")[-1]
+    last = result.history[-1]
+    assert "3/3" in last_render
+    assert f"val_mape={last['val_mape']:.3f}" in last_render
+    assert f"val_log10_mae={last['val_log10_mae']:.3f}" in last_render
+    assert f"loss={last['train_loss']:.3f}" in last_render
+    assert f"best={result.metrics['best_epoch']}" in last_render
+
+
 def test_a_diverged_training_fails_by_name_instead_of_saving_a_nan_model(tmp_path, togo15):
     model = LTCModel.from_backbone("megnet-eform", head_hidden=(32, 16), seed=0)
     with pytest.raises(TrainingDivergedError, match=r"togo15 split 0: training diverged.*lr=10"):
