@@ -72,3 +72,35 @@ def test_saved_booster_loads_from_plain_arrays(tmp_path, togo15_split, togo15):
     (tmp_path / "b" / BOOSTING_ARRAYS).unlink()
     with pytest.raises(ModelLoadError, match="not a DescriptorBoosting folder"):
         DescriptorBoosting.load(tmp_path / "b")
+
+
+def test_a_multi_fidelity_booster_learns_the_offset_to_the_target_labels(tmp_path, togo15_split):
+    """AGL labels sit about 9x below phono3py: with the fidelity as an input the trees learn that."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from matgl_ltc.data import load_dataset
+
+    x, y, train, val = togo15_split
+    agl = load_dataset("aflow_agl")
+    x_low, y_low = descriptor_matrix(agl.atoms[:1500]), np.log10(agl.labels[:1500])
+    booster = DescriptorBoosting.fit(x[train], y[train], low_fidelity=(x_low, y_low))
+    assert booster.multi_fidelity and booster.metadata["low_fidelity"] == {"n_train": 1500, "weight": 30.0}
+
+    # the same trees as scikit-learn's on the stacked, weighted rows, predicting at fidelity 1
+    def rounded(a: np.ndarray, fidelity: float) -> np.ndarray:
+        return np.column_stack([a.astype(np.float32).astype(float), np.full(len(a), fidelity)])
+
+    reference = HistGradientBoostingRegressor(random_state=42, **DEFAULT_SETTINGS).fit(
+        np.vstack([rounded(x_low, 0.0), rounded(x[train], 1.0)]),
+        np.concatenate([y_low, y[train]]),
+        sample_weight=np.concatenate([np.ones(1500), np.full(len(train), 30.0)]),
+    )
+    np.testing.assert_allclose(
+        booster.predict_log10(x), reference.predict(rounded(x, 1.0)), rtol=0, atol=1e-12
+    )
+    offset = reference.predict(rounded(x[val], 1.0)) - reference.predict(rounded(x[val], 0.0))
+    assert offset.mean() > 0.3  # phono3py-level κ above AGL's, in log10
+    booster.save(tmp_path / "mf")
+    loaded = DescriptorBoosting.load(tmp_path / "mf")
+    assert loaded.multi_fidelity
+    np.testing.assert_array_equal(loaded.predict_log10(x), booster.predict_log10(x))

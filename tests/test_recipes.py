@@ -75,12 +75,16 @@ def test_builtin_recipes_follow_the_paper():
         "two-stage-hybrid-3seeds": ("last", False),
         "two-stage-hybrid-3rotated": ("last", True),
         "two-stage-hybrid-3rotated-boosted": ("last", True),
+        "two-stage-hybrid-3rotated-agl-boosted": ("last", True),
         "two-stage-hybrid-3chains": ("all", False),
     }.items():
         members = recipes[name]
         assert members.stages == hybrid.stages and (members.members, members.estimate) == (3, "min_mape")
         assert (members.reseed, members.rotate) == (reseed, rotate)
-        assert members.boosting_weight == (0.25 if name.endswith("boosted") else 0.0)
+        booster = {"3rotated-boosted": (0.25, ""), "3rotated-agl-boosted": (0.4, "aflow_agl")}
+        assert (members.boosting_weight, members.boosting_low_fidelity) == booster.get(
+            name.removeprefix("two-stage-hybrid-"), (0.0, "")
+        )
         assert Recipe.from_dict(members.to_dict()) == members  # what recipe.json and files hold
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
@@ -120,6 +124,10 @@ def test_recipe_from_toml_and_yaml(tmp_path):
         (
             {"name": "x", "boosting_weight": 1.0, "stages": [{"name": "target"}]},
             r"boosting_weight .* in \[0, 1\)",
+        ),
+        (
+            {"name": "x", "boosting_low_fidelity": "aflow_agl", "stages": [{"name": "target"}]},
+            "boosting_low_fidelity .* needs boosting_weight > 0",
         ),
     ],
 )
@@ -469,6 +477,38 @@ def test_boosted_run_blends_each_split_booster(tmp_path, togo15, capsys):
     assert evaluation["boosting"] == pytest.approx(regression_metrics(togo15.labels, every), rel=1e-5)
     assert evaluation["boosting_weight"] == 0.3 and evaluation["ensemble"]["estimate"] == "geometric"
     assert "descriptor boosters alone" in capsys.readouterr().out
+
+
+def test_a_booster_that_also_learns_from_a_low_fidelity_set(tmp_path, togo15, aflow_subset, capsys):
+    """--boosting-low-fidelity: AGL rows beside the split's training rows, refitted when it changes."""
+    path = tmp_path / "quick.toml"
+    path.write_text(
+        '[[stages]]\nname = "target"\ninit = "backbone:megnet-eform"\nepochs = 2\nbatch_size = 32\n'
+        "head_hidden = [8]\ndescriptors = true\n"
+    )
+    out = tmp_path / "run"
+    argv = ["train", "--recipe", str(path), "--dataset", "togo15", "--n-splits", "2", "--out", str(out)]
+    argv += ["--boosting-weight", "0.4", "--no-progress"]
+    assert main(argv) == 0
+    plain = [DescriptorBoosting.load(out / f"split_{k}" / "boosting") for k in range(2)]
+    assert not any(b.multi_fidelity for b in plain)
+    capsys.readouterr()
+    assert main([*argv, "--boosting-low-fidelity", aflow_subset]) == 0  # the same run, resumed
+    printed = capsys.readouterr().out
+    assert printed.count("boosting: togo15") == 2  # a changed setting fits every booster again
+    assert f"also learns from {aflow_subset}, with the fidelity as an input" in printed
+    assert json.loads((out / "recipe.json").read_text())["boosting_low_fidelity"] == aflow_subset
+    x = descriptor_matrix(togo15.atoms)
+    for k, split in enumerate(random_splits(togo15.ids, n_splits=2)):
+        booster = DescriptorBoosting.load(out / f"split_{k}" / "boosting")
+        assert booster.multi_fidelity and booster.metadata["n_train"] == len(split.train)
+        assert booster.metadata["low_fidelity"] == {"n_train": 200, "weight": 30.0, "dataset": aflow_subset}
+        val = togo15.indices(split.validation)
+        assert not np.allclose(booster.predict_log10(x[val]), plain[k].predict_log10(x[val]))
+    ensemble = load_model(out)
+    structures = [togo15.atoms[i] for i in range(5)]
+    boosters = 10 ** np.mean([b.predict_log10(x[:5]) for b in ensemble.boosters], axis=0)
+    np.testing.assert_allclose(ensemble.predict(structures).boosted, boosters, rtol=1e-6)
 
 
 # one epoch from a fresh head leaves MAPE's first overshoot below zero, which fit rightly reports

@@ -116,6 +116,7 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
         or args.reseed is not None
         or args.rotate
         or args.boosting_weight is not None
+        or args.boosting_low_fidelity is not None
     ):
         members = args.members or recipe.members
         if members == 1 and (args.reseed is not None or args.rotate):
@@ -130,6 +131,11 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
             reseed=args.reseed or recipe.reseed,
             rotate=args.rotate or recipe.rotate,
             boosting_weight=recipe.boosting_weight if args.boosting_weight is None else args.boosting_weight,
+            boosting_low_fidelity=(
+                recipe.boosting_low_fidelity
+                if args.boosting_low_fidelity is None
+                else args.boosting_low_fidelity
+            ),
         )
     dataset = load_dataset(args.dataset)
     splits = load_splits(args.split_file) if args.split_file else None
@@ -437,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --recipe: also fit gradient-boosted trees on the descriptors per split and give "
         "them this share (0-1) of the log-space estimate (default: the recipe's)",
+    )
+    train.add_argument(
+        "--boosting-low-fidelity",
+        default=None,
+        metavar="DATASET",
+        help="with a booster: a dataset the trees also learn from, with the fidelity as an input "
+        "(aflow_agl; '' for none; default: the recipe's)",
     )
     train.add_argument(
         "--epochs",

@@ -6,6 +6,11 @@ accurate than either (``docs/accuracy.md``). Fitting uses scikit-learn's
 ``HistGradientBoostingRegressor``; the fitted trees are stored as plain arrays (``boosting.npz``,
 read with ``allow_pickle=False``) and walked here with numpy, so a saved booster loads without
 unpickling anything and predicts without importing scikit-learn.
+
+Fitted with ``low_fidelity`` (e.g. AFLOW AGL's descriptors and labels), the trees read a 30th
+column, the fidelity (0 for the low-fidelity labels, 1 for the target's), and predict at fidelity
+1: the multi-fidelity idea of matgl's band-gap model, where the trees learn from thousands of AGL
+structures how κ follows the descriptors and from the target set the offset to its labels.
 """
 
 from __future__ import annotations
@@ -26,21 +31,26 @@ BOOSTING_JSON = "boosting.json"
 BOOSTING_ARRAYS = "boosting.npz"
 #: The baseline's settings (``benchmarks/baseline.md``): 76 training structures need small leaves.
 DEFAULT_SETTINGS: dict[str, Any] = {"max_iter": 300, "learning_rate": 0.05, "min_samples_leaf": 5}
+#: How much one target structure weighs against one low-fidelity structure in a multi-fidelity
+#: fit: chosen on Togo15's splits from 3, 30, 58 (the two fidelities weighing the same), 100 and
+#: 300, by the trees alone (log10-MAE 0.197, 0.168, 0.174, 0.188, 0.193; ``docs/accuracy.md``).
+FIDELITY_WEIGHT = 30.0
 _NODE_FIELDS = ("feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf", "value")
 
 
-def _as_descriptors(x: np.ndarray) -> np.ndarray:
+def _as_descriptors(x: np.ndarray, fidelity: float | None = None) -> np.ndarray:
     """A checked descriptor matrix, rounded through float32 as graphs store descriptors.
 
     Fitted and evaluated on the same rounding, a booster gives identical predictions from
-    :func:`descriptor_matrix` rows and from ``graph.descriptors``.
+    :func:`descriptor_matrix` rows and from ``graph.descriptors``. ``fidelity`` appends the
+    fidelity column of a multi-fidelity booster.
     """
     x = np.asarray(x, dtype=np.float32).astype(float)
     if x.ndim != 2 or x.shape[1] != len(DESCRIPTOR_NAMES):
         raise ValueError(
             f"expected a (structures × {len(DESCRIPTOR_NAMES)}) descriptor matrix, got {x.shape}"
         )
-    return x
+    return x if fidelity is None else np.column_stack([x, np.full(len(x), float(fidelity))])
 
 
 class DescriptorBoosting:
@@ -56,7 +66,8 @@ class DescriptorBoosting:
     roots
         Index of each tree's root node in ``nodes``; a tree's child indices are relative to it.
     metadata
-        Provenance (settings, training structures, scikit-learn version).
+        Provenance (settings, training structures, scikit-learn version); ``low_fidelity``, where
+        present, marks trees that read the fidelity column.
     """
 
     def __init__(
@@ -74,6 +85,7 @@ class DescriptorBoosting:
         for flag in ("is_leaf", "missing_go_to_left"):  # scikit-learn stores them as uint8
             self.nodes[flag] = self.nodes[flag].astype(bool)
         self.roots = np.asarray(roots, dtype=np.int64)
+        self.metadata = dict(metadata or {})
         # children as indices into the concatenated nodes (scikit-learn's are per tree)
         sizes = np.diff(np.append(self.roots, len(self.nodes["value"])))
         if len(self.roots) == 0 or self.roots[0] != 0 or (sizes < 1).any():
@@ -90,25 +102,47 @@ class DescriptorBoosting:
             (children <= np.tile(inner, 2)).any()
             or (children >= np.tile(tree_end, 2)).any()
             or (features < 0).any()
-            or (features >= len(DESCRIPTOR_NAMES)).any()
+            or (features >= len(DESCRIPTOR_NAMES) + self.multi_fidelity).any()
         ):
             raise ValueError("tree nodes point outside their tree or to an unknown descriptor")
-        self.metadata = dict(metadata or {})
 
     def __repr__(self) -> str:
         return f"DescriptorBoosting(trees={len(self.roots)}, trained_on={self.metadata.get('n_train')})"
 
+    @property
+    def multi_fidelity(self) -> bool:
+        """Whether the trees read a fidelity column (fitted with ``low_fidelity``)."""
+        return "low_fidelity" in self.metadata
+
     @classmethod
     def fit(
-        cls, x: np.ndarray, log10_kappa: np.ndarray, seed: int = 42, **settings: Any
+        cls,
+        x: np.ndarray,
+        log10_kappa: np.ndarray,
+        seed: int = 42,
+        low_fidelity: tuple[np.ndarray, np.ndarray] | None = None,
+        fidelity_weight: float = FIDELITY_WEIGHT,
+        **settings: Any,
     ) -> DescriptorBoosting:
-        """Fit on a descriptor matrix (rows from :func:`descriptor_matrix`) and log10 κ labels."""
+        """Fit on a descriptor matrix (rows from :func:`descriptor_matrix`) and log10 κ labels.
+
+        ``low_fidelity`` = (descriptors, log10 κ) of a larger, cheaper set fitted beside the target
+        rows at fidelity 0, each target row weighing ``fidelity_weight`` of them; predictions are
+        then made at the target's fidelity.
+        """
         import sklearn  # only fitting needs it; predicting walks the stored trees
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        x = _as_descriptors(x)
+        y, weights = np.asarray(log10_kappa, dtype=float), None
+        if low_fidelity is None:
+            x = _as_descriptors(x)
+        else:
+            x_low, y_low = low_fidelity
+            x = np.vstack([_as_descriptors(x_low, 0.0), _as_descriptors(x, 1.0)])
+            weights = np.concatenate([np.ones(len(y_low)), np.full(len(y), float(fidelity_weight))])
+            y = np.concatenate([np.asarray(y_low, dtype=float), y])
         options = {**DEFAULT_SETTINGS, **settings}
-        model = HistGradientBoostingRegressor(random_state=seed, **options).fit(x, np.asarray(log10_kappa))
+        model = HistGradientBoostingRegressor(random_state=seed, **options).fit(x, y, sample_weight=weights)
         trees = [predictors[0].nodes for predictors in model._predictors]  # one tree per iteration
         if any(t["is_categorical"].any() for t in trees):
             raise ValueError("categorical splits are not supported: descriptors are numeric")
@@ -116,10 +150,12 @@ class DescriptorBoosting:
         nodes = {name: np.concatenate([t[name] for t in trees]) for name in _NODE_FIELDS}
         metadata = {
             "settings": {**options, "random_state": seed},
-            "n_train": len(x),
+            "n_train": len(log10_kappa),
             "descriptors": list(DESCRIPTOR_NAMES),
             "sklearn_version": sklearn.__version__,
         }
+        if low_fidelity is not None:
+            metadata["low_fidelity"] = {"n_train": len(low_fidelity[1]), "weight": float(fidelity_weight)}
         return cls(float(np.ravel(model._baseline_prediction)[0]), nodes, roots, metadata)
 
     def predict_log10(self, x: np.ndarray, block: int = 1024) -> np.ndarray:
@@ -128,7 +164,7 @@ class DescriptorBoosting:
         Every tree descends one level per step for a block of rows at once, so a prediction takes
         as many numpy steps as the deepest tree is deep, not trees × depth.
         """
-        x = _as_descriptors(x)
+        x = _as_descriptors(x, 1.0 if self.multi_fidelity else None)
         n = self.nodes
         out = np.empty(len(x))
         for start in range(0, len(x), block):

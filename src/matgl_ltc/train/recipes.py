@@ -159,7 +159,9 @@ class Recipe:
     from the earlier stages' models of split k + i (mod their ``n_splits``): with 3 shared AFLOW
     models, 3 members fine-tune from 3 different ones at no extra AFLOW cost.
     ``boosting_weight`` > 0 also fits a :class:`~matgl_ltc.model.boosting.DescriptorBoosting`
-    on each split's training part and gives it that share of the (log-space) estimate.
+    on each split's training part and gives it that share of the (log-space) estimate;
+    ``boosting_low_fidelity`` names a dataset (e.g. ``aflow_agl``) the booster also learns from,
+    with the fidelity as an input.
     """
 
     name: str
@@ -172,6 +174,7 @@ class Recipe:
     reseed: str = "last"
     rotate: bool = False
     boosting_weight: float = 0.0
+    boosting_low_fidelity: str = ""
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -203,6 +206,11 @@ class Recipe:
             raise ValueError(
                 f"recipe {self.name!r}: boosting_weight is the boosters' share of the estimate, "
                 f"in [0, 1), not {self.boosting_weight}"
+            )
+        if self.boosting_low_fidelity and not self.boosting_weight:
+            raise ValueError(
+                f"recipe {self.name!r}: boosting_low_fidelity is what the booster also learns from, "
+                "so it needs boosting_weight > 0"
             )
         if self.members == 1 and (self.reseed != "last" or self.rotate):
             raise ValueError(
@@ -237,6 +245,8 @@ class Recipe:
                 data["rotate"] = True
             if self.boosting_weight:
                 data["boosting_weight"] = self.boosting_weight
+            if self.boosting_low_fidelity:
+                data["boosting_low_fidelity"] = self.boosting_low_fidelity
         return {**data, "stages": [s.to_dict() for s in self.stages]}
 
     @classmethod
@@ -265,6 +275,7 @@ class Recipe:
             reseed=str(data.get("reseed", "last")),
             rotate=bool(data.get("rotate", False)),
             boosting_weight=float(data.get("boosting_weight", 0.0)),
+            boosting_low_fidelity=str(data.get("boosting_low_fidelity", "")),
         )
 
     @classmethod
@@ -311,6 +322,7 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
     ``two-stage-hybrid-3seeds``: the same with 3 seed members per split;
     ``two-stage-hybrid-3rotated``: those members fine-tuned from the 3 different AFLOW models;
     ``two-stage-hybrid-3rotated-boosted``: the same, blended with a descriptor booster per split;
+    ``two-stage-hybrid-3rotated-agl-boosted``: the same, with a booster that also learns from AGL;
     ``two-stage-hybrid-3chains``: 3 members per split, each with its own AFLOW models.
 
     With ``paper=True`` every stage uses the paper's settings (300 epochs, batch 8, 9 AFLOW
@@ -388,6 +400,17 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
             estimate="min_mape",
             rotate=True,
             boosting_weight=0.25,
+        ),
+        Recipe(
+            "two-stage-hybrid-3rotated-agl-boosted",
+            hybrid,
+            "two-stage-hybrid-3rotated-boosted whose trees also learn from AFLOW AGL, with the "
+            "fidelity as an input, and take 0.4 of the estimate (see docs/accuracy.md)",
+            members=3,
+            estimate="min_mape",
+            rotate=True,
+            boosting_weight=0.4,
+            boosting_low_fidelity="aflow_agl",
         ),
         Recipe(
             "two-stage-hybrid-3chains",

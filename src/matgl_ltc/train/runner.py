@@ -107,7 +107,12 @@ def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
     if summary.get("boosting_weight"):
         lines.append(
             f"\nThe split's descriptor booster (gradient-boosted trees) takes {summary['boosting_weight']:g} "
-            f"of the {summary['estimate']} estimate, in log space."
+            f"of the {summary['estimate']} estimate, in log space"
+            + (
+                f"; it also learns from {summary['boosting_low_fidelity']}, with the fidelity as an input."
+                if summary.get("boosting_low_fidelity")
+                else "."
+            )
         )
     lines.append(f"\nTraining wall time (stages run in this call): {summary['wall_time_s']:.0f} s")
     return "\n".join(lines) + "\n"
@@ -216,20 +221,36 @@ class RecipeRunner:
         start = models[stage.init_ref] if stage.init_kind == "stage" else None
         return self._train_stage(stage, data, split, folder, start, recipe)
 
-    def _ensure_boosting(self, data: LTCDataset, split: Split, folder: Path) -> dict[str, float]:
-        """Fit the split's descriptor booster into ``folder`` unless it is there; its validation κ by id."""
+    def _descriptor_matrix(self, data: LTCDataset) -> np.ndarray:
         x = self._descriptors.get(data.name)
         if x is None:
             x = self._descriptors[data.name] = descriptor_matrix(data.atoms)
+        return x
+
+    def _ensure_boosting(
+        self, data: LTCDataset, split: Split, folder: Path, low_fidelity: str = ""
+    ) -> dict[str, float]:
+        """Fit the split's descriptor booster into ``folder`` unless it is there; its validation κ by id.
+
+        ``low_fidelity`` names a dataset the booster also learns from, at fidelity 0.
+        """
+        x = self._descriptor_matrix(data)
         val = data.indices(split.validation)
         if (folder / BOOSTING_JSON).is_file():
-            return dict(
-                zip([data.ids[i] for i in val], 10 ** DescriptorBoosting.load(folder).predict_log10(x[val]))
-            )
+            booster = DescriptorBoosting.load(folder)
+            if booster.metadata.get("low_fidelity", {}).get("dataset", "") == low_fidelity:
+                return dict(zip([data.ids[i] for i in val], 10 ** booster.predict_log10(x[val])))
+            shutil.rmtree(folder)  # fitted for another recipe setting: fit again
         self.log(f"  boosting: {data.name} split {split.index} → {folder}")
         start = time.perf_counter()
         train = data.indices(split.train)
-        booster = DescriptorBoosting.fit(x[train], np.log10(data.labels[train]))
+        low = None
+        if low_fidelity:
+            low_data = self.dataset(low_fidelity)
+            low = (self._descriptor_matrix(low_data), np.log10(low_data.labels))
+        booster = DescriptorBoosting.fit(x[train], np.log10(data.labels[train]), low_fidelity=low)
+        if low_fidelity:
+            booster.metadata["low_fidelity"]["dataset"] = low_fidelity
         kappa = 10 ** booster.predict_log10(x[val])
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -303,7 +324,7 @@ class RecipeRunner:
                 boosted = None
                 if recipe.boosting_weight:
                     folder = out / f"split_{k}" / BOOSTING_FOLDER
-                    boosted = self._ensure_boosting(target, split, folder)
+                    boosted = self._ensure_boosting(target, split, folder, recipe.boosting_low_fidelity)
                     places.used.add(folder)
                 final = score_members(out / f"split_{k}", recipe, boosted)
             else:
@@ -321,6 +342,7 @@ class RecipeRunner:
                     "reseed": recipe.reseed,
                     "rotate": recipe.rotate,
                     "boosting_weight": recipe.boosting_weight,
+                    "boosting_low_fidelity": recipe.boosting_low_fidelity,
                 }
             )
         # What the recipe costs from nothing: every stage model it uses, each counted once
