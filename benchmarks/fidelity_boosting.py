@@ -13,7 +13,8 @@ fidelity 1: the issue's multi-fidelity idea, applied where it is cheap.
 
 For each seed, this script trains ``two-stage-hybrid-3rotated-boosted`` from nothing with that
 seed in every stage (``matgl-ltc train --recipe ... --seed S``; runs in
-``benchmarks/out/fidelity_boosting/seed-S``, resumable; about 12 minutes each on 2 cores), then
+``benchmarks/out/fidelity_boosting/seed-S/<dataset>``, resumable; about 12 minutes each on 2 cores;
+the AFLOW models, in ``seed-S/stages``, serve every dataset of the seed), then
 rescores each run's members, per split, with
 
 * the recipe's own booster at w = 0.25 (what the run reports), and
@@ -50,11 +51,11 @@ REFERENCE = f"target-set trees only, w = {RECIPE_WEIGHT} (the recipe)"
 
 
 def train_run(dataset: str, seed: int) -> Path:
-    """The seed's run of the recipe, trained unless finished."""
+    """The seed's run of the recipe, trained unless finished (``matgl-ltc train --seed S --stage-cache``)."""
     run = OUT / f"seed-{seed}" / dataset
     if not (run / "summary.json").is_file():
         recipe = resolve_recipe(RECIPE).with_overrides(seed=seed)
-        RecipeRunner(progress=False, log=print).run(recipe, dataset, run)
+        RecipeRunner(OUT / f"seed-{seed}" / "stages", progress=False, log=print).run(recipe, dataset, run)
     return run
 
 
