@@ -238,7 +238,8 @@ class RecipeRunner:
         val = data.indices(split.validation)
         if (folder / BOOSTING_JSON).is_file():
             booster = DescriptorBoosting.load(folder)
-            if booster.metadata.get("low_fidelity", {}).get("dataset", "") == low_fidelity:
+            fitted_with = booster.metadata.get("low_fidelity", {}).get("dataset", "")
+            if booster.multi_fidelity == bool(low_fidelity) and fitted_with == low_fidelity:
                 return dict(zip([data.ids[i] for i in val], 10 ** booster.predict_log10(x[val])))
             shutil.rmtree(folder)  # fitted for another recipe setting: fit again
         self.log(f"  boosting: {data.name} split {split.index} → {folder}")
