@@ -17,7 +17,8 @@ seed in every stage (``matgl-ltc train --recipe ... --seed S``; runs in
 the AFLOW models, in ``seed-S/stages``, serve every dataset of the seed), then
 rescores each run's members, per split, with
 
-* the recipe's own booster at w = 0.25 (what the run reports), and
+* the recipe's own booster at w = 0.25 (what the run reports),
+* no booster (the members alone: ``two-stage-hybrid-3rotated``), and
 * the multi-fidelity booster at each weight w,
 
 and pairs them per draw. The weight of ``two-stage-hybrid-3rotated-agl-boosted`` (0.4) was chosen
@@ -48,6 +49,7 @@ RECIPE = "two-stage-hybrid-3rotated-boosted"
 RECIPE_WEIGHT = 0.25
 KEYS = ("best_epoch/mape", "unbiased/mape", "unbiased/log10_mae")
 REFERENCE = f"target-set trees only, w = {RECIPE_WEIGHT} (the recipe)"
+MEMBERS_ONLY = "no booster (two-stage-hybrid-3rotated)"
 
 
 def train_run(dataset: str, seed: int) -> Path:
@@ -185,7 +187,7 @@ def main() -> None:
     if args.dev_seeds is None:
         args.dev_seeds = [54, 55, 56] if args.dataset == "togo15" else []
     plain, multi = boosters(args.dataset)
-    variants = {REFERENCE: (plain, RECIPE_WEIGHT)}
+    variants = {REFERENCE: (plain, RECIPE_WEIGHT), MEMBERS_ONLY: (plain, 0.0)}
     variants.update({f"AGL + {args.dataset} trees, w = {w:g}": (multi, w) for w in args.weights})
     per_draw = {f"seed {s}": run_scores(train_run(args.dataset, s), variants) for s in args.seeds}
     record = {
