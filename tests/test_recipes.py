@@ -411,15 +411,20 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     assert "ensemble min_mape prediction" in capsys.readouterr().out
 
 
-def test_boosted_run_blends_each_split_booster(tmp_path, togo15, capsys):
-    """--boosting-weight: a booster per split, scored and loaded with the members, and resumed."""
+def quick_hybrid_train_argv(tmp_path, out) -> list[str]:
+    """``matgl-ltc train`` arguments for a 2-epoch, 2-split hybrid recipe on Togo15 into ``out``."""
     path = tmp_path / "quick.toml"
     path.write_text(
         '[[stages]]\nname = "target"\ninit = "backbone:megnet-eform"\nepochs = 2\nbatch_size = 32\n'
         "head_hidden = [8]\ndescriptors = true\n"
     )
+    return ["train", "--recipe", str(path), "--dataset", "togo15", "--n-splits", "2", "--out", str(out)]
+
+
+def test_boosted_run_blends_each_split_booster(tmp_path, togo15, capsys):
+    """--boosting-weight: a booster per split, scored and loaded with the members, and resumed."""
     out = tmp_path / "run"
-    argv = ["train", "--recipe", str(path), "--dataset", "togo15", "--n-splits", "2", "--out", str(out)]
+    argv = quick_hybrid_train_argv(tmp_path, out)
     assert main([*argv, "--boosting-weight", "0.3", "--no-progress"]) == 0
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["boosting_weight"] == 0.3 and recipe["members"] == 1
@@ -481,13 +486,8 @@ def test_boosted_run_blends_each_split_booster(tmp_path, togo15, capsys):
 
 def test_a_booster_that_also_learns_from_a_low_fidelity_set(tmp_path, togo15, aflow_subset, capsys):
     """--boosting-low-fidelity: AGL rows beside the split's training rows, refitted when it changes."""
-    path = tmp_path / "quick.toml"
-    path.write_text(
-        '[[stages]]\nname = "target"\ninit = "backbone:megnet-eform"\nepochs = 2\nbatch_size = 32\n'
-        "head_hidden = [8]\ndescriptors = true\n"
-    )
     out = tmp_path / "run"
-    argv = ["train", "--recipe", str(path), "--dataset", "togo15", "--n-splits", "2", "--out", str(out)]
+    argv = quick_hybrid_train_argv(tmp_path, out)
     argv += ["--boosting-weight", "0.4", "--no-progress"]
     assert main(argv) == 0
     plain = [DescriptorBoosting.load(out / f"split_{k}" / "boosting") for k in range(2)]
