@@ -138,11 +138,12 @@ def markdown(records: dict[str, dict]) -> str:
 
 def dataset_section(record: dict) -> list[str]:
     lines = []
-    groups = (
-        ("held-out draws (trained after the weight was chosen)", record["held_out"]),
-        ("every draw", record["seeds"]),
-        ("development draws (the weight was chosen on these)", record["dev_seeds"]),
-    )
+    groups = [("held-out draws (trained after the weight was chosen)", record["held_out"])]
+    if record["dev_seeds"]:  # else every draw is a held-out one
+        groups += [
+            ("every draw", record["seeds"]),
+            ("development draws (the weight was chosen on these)", record["dev_seeds"]),
+        ]
     for title, seeds in groups:
         draws = [f"seed {s}" for s in seeds if f"seed {s}" in record["per_draw"]]
         if not draws:
