@@ -87,8 +87,12 @@ def run_scores(run: Path, weights: list[float], boosted_of) -> dict[float, dict[
     return {w: {key: np.array(v) for key, v in s.items()} for w, s in scores.items()}
 
 
-def booster_predictions(dataset: str):
-    """A function (split, ids) → the split booster's κ on those ids, each split's booster fitted once."""
+def booster_predictions(dataset: str, low_fidelity: tuple[np.ndarray, np.ndarray] | None = None):
+    """A function (split, ids) → the split booster's κ on those ids, each split's booster fitted once.
+
+    ``low_fidelity`` = (descriptors, log10 κ) makes them multi-fidelity boosters
+    (:meth:`DescriptorBoosting.fit`).
+    """
     data = load_dataset(dataset)
     x, y = descriptor_matrix(data.atoms), np.log10(data.labels)
     fitted: dict[tuple[str, ...], DescriptorBoosting] = {}
@@ -97,7 +101,7 @@ def booster_predictions(dataset: str):
         key = tuple(sorted(split.train))
         if key not in fitted:
             train = data.indices(split.train)
-            fitted[key] = DescriptorBoosting.fit(x[train], y[train])
+            fitted[key] = DescriptorBoosting.fit(x[train], y[train], low_fidelity=low_fidelity)
         return 10 ** fitted[key].predict_log10(x[data.indices(ids)])
 
     return boosted_of

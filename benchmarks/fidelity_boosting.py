@@ -34,13 +34,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-from boosting import PROTOCOLS, mean_and_error, member_folders, split_predictions
+from boosting import PROTOCOLS, booster_predictions, mean_and_error, member_folders, split_predictions
 
 from matgl_ltc.analysis.metrics import regression_metrics
 from matgl_ltc.data import load_dataset, load_splits
 from matgl_ltc.data.descriptors import descriptor_matrix
 from matgl_ltc.model import point_estimate
-from matgl_ltc.model.boosting import DescriptorBoosting
 from matgl_ltc.train import RecipeRunner, resolve_recipe
 
 HERE = Path(__file__).resolve().parent
@@ -59,28 +58,6 @@ def train_run(dataset: str, seed: int) -> Path:
         recipe = resolve_recipe(RECIPE).with_overrides(seed=seed)
         RecipeRunner(OUT / f"seed-{seed}" / "stages", progress=False, log=print).run(recipe, dataset, run)
     return run
-
-
-def boosters(dataset: str):
-    """Functions (split, ids) → κ of the split's Togo15-only and multi-fidelity boosters."""
-    data, agl = load_dataset(dataset), load_dataset("aflow_agl")
-    x, y = descriptor_matrix(data.atoms), np.log10(data.labels)
-    low = (descriptor_matrix(agl.atoms), np.log10(agl.labels))
-    fitted: dict[tuple, DescriptorBoosting] = {}
-
-    def make(multi_fidelity: bool):
-        def boosted(split, ids: list[str]) -> np.ndarray:
-            key = (multi_fidelity, tuple(sorted(split.train)))
-            if key not in fitted:
-                train = data.indices(split.train)
-                fitted[key] = DescriptorBoosting.fit(
-                    x[train], y[train], low_fidelity=low if multi_fidelity else None
-                )
-            return 10 ** fitted[key].predict_log10(x[data.indices(ids)])
-
-        return boosted
-
-    return make(False), make(True)
 
 
 def run_scores(run: Path, variants: dict[str, tuple]) -> dict[str, dict[str, float]]:
@@ -187,7 +164,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.dev_seeds is None:
         args.dev_seeds = [54, 55, 56] if args.dataset == "togo15" else []
-    plain, multi = boosters(args.dataset)
+    agl = load_dataset("aflow_agl")
+    plain = booster_predictions(args.dataset)
+    multi = booster_predictions(args.dataset, (descriptor_matrix(agl.atoms), np.log10(agl.labels)))
     variants = {REFERENCE: (plain, RECIPE_WEIGHT), MEMBERS_ONLY: (plain, 0.0)}
     variants.update({f"AGL + {args.dataset} trees, w = {w:g}": (multi, w) for w in args.weights})
     per_draw = {f"seed {s}": run_scores(train_run(args.dataset, s), variants) for s in args.seeds}
