@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import warnings
 
@@ -271,6 +272,18 @@ def test_cli_train_with_split_file(tmp_path, togo15, capsys):
     assert metrics["monitor"] == "log10_mae" and metrics["best_epoch"] == int(np.argmin(curve))
     loaded = LTCModel.load(out / "model")
     assert loaded.head_hidden == [16] and loaded.uses_descriptors
+
+
+def test_cli_train_leaves_unset_options_at_fits_own_defaults(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "togo15", "--epochs", "1", "--head-hidden", "16", "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    defaults = {k: p.default for k, p in inspect.signature(fit).parameters.items()}
+    for name in ("batch_size", "lr", "min_lr_fraction", "loss", "seed", "descriptors"):
+        assert metrics["settings"][name] == defaults[name], name
+    assert (metrics["keep"], metrics["monitor"]) == (defaults["keep"], defaults["monitor"])
+    assert metrics["split"]["index"] == 0
 
 
 def test_cli_reports_bad_dataset(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -61,21 +62,34 @@ def _trainer_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-#: One model's training settings when the command line leaves them out. With ``--recipe`` the
-#: same options override every stage (as ``--epochs`` does), so their argparse default is None.
-ONE_MODEL_DEFAULTS: dict[str, Any] = {
-    "backbone": "megnet-eform",
-    "split_index": 0,
-    "batch_size": 8,
-    "lr": 1e-3,
-    "min_lr_fraction": 0.01,
-    "loss": "mape",
-    "keep": "best",
-    "monitor": "mape",
-    "head_hidden": [450, 350, 350],
-    "seed": 42,
-    "descriptors": False,
-}
+def _defaults(function: Any) -> dict[str, Any]:
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
+def _one_model_defaults() -> dict[str, Any]:
+    """One model's training settings when the command line leaves them out.
+
+    With ``--recipe`` the same options override every stage (as ``--epochs`` does), so their
+    argparse default is None; taken from ``fit`` and ``LTCModel.from_backbone`` themselves, the
+    command line cannot drift from the Python API.
+    """
+    from .model import LTCModel
+    from .train import fit
+
+    fit_defaults, model_defaults = _defaults(fit), _defaults(LTCModel.from_backbone)
+    settings = ("batch_size", "lr", "min_lr_fraction", "loss", "keep", "monitor", "seed", "descriptors")
+    return {
+        "backbone": model_defaults["backbone"],
+        "head_hidden": list(model_defaults["head_hidden"]),
+        "split_index": 0,
+        **{name: fit_defaults[name] for name in settings},
+    }
+
+
 #: Command-line options that are recipe-stage settings (option dest → Stage field).
 STAGE_OPTIONS = {
     "epochs_override": "epochs",
@@ -155,7 +169,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.recipe:
         return cmd_train_recipe(args)
-    for dest, default in ONE_MODEL_DEFAULTS.items():
+    for dest, default in _one_model_defaults().items():
         if getattr(args, dest) is None:
             setattr(args, dest, default)
     dataset = load_dataset(args.dataset)
