@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/fidelity_boosting.py [--dataset togo15] [--seeds 54 55 56 57 58]
+    python benchmarks/fidelity_boosting.py [--dataset togo15] [--seeds 54 55 56 57 58 59 60]
                                            [--dev-seeds 54 55 56] [--weights 0.25 0.33 0.4 0.5]
 
 The descriptor booster of ``two-stage-hybrid-3rotated-boosted`` learns from the split's 76
@@ -156,7 +156,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--dataset", default="togo15")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[54, 55, 56, 57, 58])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[54, 55, 56, 57, 58, 59, 60])
     parser.add_argument(
         "--dev-seeds", nargs="*", type=int, default=None, help="default: 54 55 56 on togo15, none elsewhere"
     )

@@ -406,7 +406,7 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
             hybrid,
             "two-stage-hybrid-3rotated-boosted whose trees also learn from AFLOW AGL, with the "
             "fidelity as an input, and take 0.4 of the estimate (the most accurate on Togo15: "
-            "unbiased MAPE 0.307 and log10-MAE 0.140 over 5 runs from nothing, against 0.343 and 0.145 "
+            "unbiased MAPE 0.305 and log10-MAE 0.139 over 7 runs from nothing, against 0.340 and 0.144 "
             "for 3rotated-boosted on the same runs; see docs/accuracy.md)",
             members=3,
             estimate="min_mape",
