@@ -43,3 +43,17 @@ def test_screen_database_example(tmp_path, shared_dir):
 def test_train_example(tmp_path):
     printed = run("train_togo15.py", "--epochs", "2", "--out", str(tmp_path / "ex"))
     assert "Si:" in printed and "NaCl:" in printed
+
+
+def test_example_recipe_is_the_builtin_with_the_papers_target_stage():
+    from dataclasses import replace
+
+    from matgl_ltc.train import resolve_recipe
+
+    example = resolve_recipe(EXAMPLES / "recipes" / "agl-boosted-paper-target.toml")
+    builtin = resolve_recipe("two-stage-hybrid-3rotated-agl-boosted")
+    aflow, target = builtin.stages
+    expected = replace(builtin, stages=(aflow, replace(target, epochs=300, batch_size=8)))
+    assert example.stages == expected.stages
+    for setting in ("members", "rotate", "estimate", "boosting_weight", "boosting_low_fidelity"):
+        assert getattr(example, setting) == getattr(expected, setting), setting
