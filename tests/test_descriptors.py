@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import ase.io
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 
 from matgl_ltc import LTCEnsemble, LTCModel
 from matgl_ltc.analysis.screening_report import read_scan
 from matgl_ltc.data import random_splits
-from matgl_ltc.data.descriptors import DESCRIPTOR_NAMES, descriptor_matrix, structure_descriptors
+from matgl_ltc.data.descriptors import (
+    DESCRIPTOR_NAMES,
+    descriptor_matrix,
+    primitive_atom_count,
+    structure_descriptors,
+)
 from matgl_ltc.data.graphs import collate_graphs
 from matgl_ltc.screening import scan
 from matgl_ltc.train import fit
@@ -25,6 +32,23 @@ def test_descriptors_are_named_and_physical(rocksalt):
     assert values["volume_per_atom"] == pytest.approx(5.64**3 / 8)  # 2-atom primitive cell of a³/4
     assert values["nearest_neighbour_distance"] == pytest.approx(5.64 / 2)
     assert values["mass_density"] == pytest.approx((22.98977 + 35.453) / (5.64**3 / 4), rel=1e-4)
+
+
+def test_descriptors_describe_the_crystal_not_the_cell(togo15):
+    # Togo15's cells are primitive; their supercells and conventional cells describe the same
+    for atoms in togo15.atoms[::10]:
+        assert primitive_atom_count(atoms) == len(atoms)
+        supercell = atoms.repeat((2, 1, 3))
+        assert primitive_atom_count(supercell) == len(atoms)
+        np.testing.assert_allclose(structure_descriptors(supercell), structure_descriptors(atoms), rtol=1e-9)
+    assert primitive_atom_count(bulk("NaCl", "rocksalt", a=5.64, cubic=True)) == 2
+    assert (
+        primitive_atom_count(bulk("ZnO", "wurtzite", a=3.25, c=5.2)) == 4
+    )  # counts share 2, still primitive
+    assert primitive_atom_count(bulk("Cu", "fcc", a=3.6, cubic=True)) == 1
+    rattled = bulk("Si", "diamond", a=5.43).repeat(2)
+    rattled.positions += np.random.default_rng(0).normal(0.0, 0.05, rattled.positions.shape)
+    assert primitive_atom_count(rattled) == 16  # no translation symmetry left: counted as given
 
 
 def test_hybrid_head_starts_where_the_model_was(eform_model, togo15):
@@ -61,11 +85,33 @@ def test_hybrid_fit_save_load_and_scan(tmp_path, togo15, shared_dir, eform_model
     np.testing.assert_allclose(result.model.descriptor_mean.numpy(), train.mean(0), rtol=1e-4)
     spread = np.where(train.std(0) > 0, train.std(0), 1.0)  # a constant column (n_species: 2) is left as is
     np.testing.assert_allclose(result.model.descriptor_std.numpy(), spread, rtol=1e-4)
+    # and clipped to the training split's range: the head is linear in them and must not extrapolate
+    np.testing.assert_allclose(result.model.descriptor_min.numpy(), train.min(0), rtol=1e-6)
+    np.testing.assert_allclose(result.model.descriptor_max.numpy(), train.max(0), rtol=1e-6)
+    graphs = result.model.graphs_for(togo15.atoms[:2])
+    edge = collate_graphs(graphs)
+    far = collate_graphs(graphs)
+    column = DESCRIPTOR_NAMES.index("n_atoms")
+    edge.descriptors[:, column] = float(train[:, column].max())
+    far.descriptors[:, column] = 500.0  # a 500-atom primitive cell, far outside Togo15's 2-4
+    with torch.no_grad():
+        np.testing.assert_allclose(result.model(far).numpy(), result.model(edge).numpy(), rtol=1e-6)
     # training moved the descriptor columns away from their zero start
     first = result.model.head.layers[0].weight.detach()
     assert float(first[:, result.model.embedding_dim :].abs().sum()) > 0
 
     loaded = LTCModel.load(tmp_path / "fit" / "model")
+    np.testing.assert_array_equal(loaded.descriptor_max.numpy(), result.model.descriptor_max.numpy())
+    # a hybrid model saved before the range was recorded still loads, unclipped, and says so
+    state = torch.load(tmp_path / "fit" / "model" / "state.pt", weights_only=True)
+    old = tmp_path / "old-model"
+    shutil.copytree(tmp_path / "fit" / "model", old)
+    torch.save(
+        {k: v for k, v in state.items() if k not in ("descriptor_min", "descriptor_max")}, old / "state.pt"
+    )
+    with pytest.warns(UserWarning, match="training range"):
+        unbounded = LTCModel.load(old)
+    assert torch.isinf(unbounded.descriptor_max).all() and torch.isinf(unbounded.descriptor_min).all()
     frames = ase.io.read(shared_dir / "data" / "mp_stable_scan.extxyz", ":24")
     frames = [a for a in frames if a.info["id"] != "mp-862690"]  # no edge at 4 Å
     np.testing.assert_allclose(loaded.predict(frames), result.model.predict(frames), rtol=1e-5)

@@ -152,6 +152,9 @@ class LTCModel(nn.Module):
         self.n_descriptors = n
         self.register_buffer("descriptor_mean", torch.zeros(n, device=first.weight.device))
         self.register_buffer("descriptor_std", torch.ones(n, device=first.weight.device))
+        # the training part's range, to which descriptors are clipped (unbounded until fitted)
+        self.register_buffer("descriptor_min", torch.full((n,), -torch.inf, device=first.weight.device))
+        self.register_buffer("descriptor_max", torch.full((n,), torch.inf, device=first.weight.device))
         return self
 
     @property
@@ -159,7 +162,8 @@ class LTCModel(nn.Module):
         return self.n_descriptors > 0
 
     def fit_descriptor_scaler(self, descriptors: np.ndarray) -> None:
-        """Standardize the descriptors with these (training-split) statistics; NaN-safe."""
+        """Standardize the descriptors with these (training-split) statistics and keep their range
+        (:meth:`fit_descriptor_range`). NaN-safe."""
         x = np.asarray(descriptors, dtype=float).reshape(-1, self.n_descriptors)
         with warnings.catch_warnings():  # a column with no value at all: leave it at zero
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -168,6 +172,25 @@ class LTCModel(nn.Module):
         std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
         self.descriptor_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.descriptor_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+        self.fit_descriptor_range(x)
+
+    def fit_descriptor_range(self, descriptors: np.ndarray) -> None:
+        """Clip the descriptors to this (training-split) range before the head sees them.
+
+        The head is linear in them and Togo15's cells have 2 to 4 atoms: unclipped, a 64-atom cell
+        sits 67 standard deviations out and drives κ below zero. A column without values stays
+        unbounded. NaN-safe.
+        """
+        x = np.asarray(descriptors, dtype=float).reshape(-1, self.n_descriptors)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanmin(x, 0), np.nanmax(x, 0)
+        self.descriptor_min.copy_(
+            torch.as_tensor(np.where(np.isfinite(low), low, -np.inf), dtype=torch.float32)
+        )
+        self.descriptor_max.copy_(
+            torch.as_tensor(np.where(np.isfinite(high), high, np.inf), dtype=torch.float32)
+        )
 
     @property
     def transform(self) -> LogStandardScaler:
@@ -230,7 +253,8 @@ class LTCModel(nn.Module):
                     "this model's head reads descriptors: build graphs with descriptors=True "
                     "(LTCModel.graphs_for does)"
                 )
-            d = (d.to(x.device, x.dtype) - self.descriptor_mean) / self.descriptor_std
+            d = torch.clamp(d.to(x.device, x.dtype), self.descriptor_min, self.descriptor_max)
+            d = (d - self.descriptor_mean) / self.descriptor_std
             x = torch.cat([x, torch.nan_to_num(d, nan=0.0)], dim=1)
         return self.head(x).reshape(-1)
 
@@ -334,8 +358,24 @@ class LTCModel(nn.Module):
             raise ModelLoadError(
                 f"{folder / 'state.pt'} is corrupted or not a tensor state dict: {exc}"
             ) from None
+        kwargs = description.get("kwargs", {})
+        if kwargs.get("n_descriptors") and "descriptor_min" not in state:
+            warnings.warn(
+                f"{folder} was saved before matgl-ltc recorded the descriptors' training range, so "
+                "descriptors outside it are not clipped and predictions for structures unlike the "
+                "training set (e.g. large cells) can be far off; retrain, or set the range with "
+                "fit_descriptor_range(training descriptors) and save",
+                UserWarning,
+                stacklevel=2,
+            )
+            n = int(kwargs["n_descriptors"])
+            state = {
+                **state,
+                "descriptor_min": torch.full((n,), -torch.inf),
+                "descriptor_max": torch.full((n,), torch.inf),
+            }
         try:
-            model = cls(**description["kwargs"], metadata=description.get("metadata"))
+            model = cls(**kwargs, metadata=description.get("metadata"))
             model.load_state_dict(state, strict=True)
         except (KeyError, TypeError, RuntimeError) as exc:
             raise ModelLoadError(
