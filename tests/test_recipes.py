@@ -86,6 +86,11 @@ def test_builtin_recipes_follow_the_paper():
             name.removeprefix("two-stage-hybrid-"), (0.0, "")
         )
         assert Recipe.from_dict(members.to_dict()) == members  # what recipe.json and files hold
+    # one model per split with the multi-fidelity booster: the hybrid's stages, nothing else added
+    boosted = recipes["two-stage-hybrid-agl-boosted"]
+    assert boosted.stages == hybrid.stages and (boosted.members, boosted.rotate) == (1, False)
+    assert (boosted.boosting_weight, boosted.boosting_low_fidelity) == (0.4, "aflow_agl") and boosted.combined
+    assert Recipe.from_dict(boosted.to_dict()) == boosted
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
         assert (stage.epochs, stage.batch_size, stage.lr, stage.n_splits) == (300, 8, 1e-3, None)

@@ -35,22 +35,33 @@ def fit_sigma_scale(residual: np.ndarray, sigma: np.ndarray) -> float:
 
 
 def held_out_residuals(
-    members: np.ndarray, true: np.ndarray, validation_masks: np.ndarray
+    members: np.ndarray,
+    true: np.ndarray,
+    validation_masks: np.ndarray,
+    held_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Residuals of the held-out member and the ensemble σ, on log10 κ.
 
     ``members`` is (structures × k) in W m⁻¹ K⁻¹; ``validation_masks`` (structures × k) is
-    True where structure i is in member k's validation split.
+    True where structure i is in member k's validation split. ``held_out`` (same shape; default
+    ``members``) is what split k predicts, e.g. member k blended with its descriptor booster, when
+    that is not the member alone; σ stays the members' spread, as at prediction time.
     """
     log_members = np.log10(np.clip(members, 1e-6, None))
+    log_held_out = log_members if held_out is None else np.log10(np.clip(held_out, 1e-6, None))
     sigma = log_members.std(axis=1)
     rows, cols = np.nonzero(validation_masks)
-    residual = log_members[rows, cols] - np.log10(true[rows])
+    residual = log_held_out[rows, cols] - np.log10(true[rows])
     return residual, sigma[rows]
 
 
-def calibrate(members: np.ndarray, true: np.ndarray, validation_masks: np.ndarray) -> dict[str, Any]:
-    residual, sigma = held_out_residuals(members, true, validation_masks)
+def calibrate(
+    members: np.ndarray,
+    true: np.ndarray,
+    validation_masks: np.ndarray,
+    held_out: np.ndarray | None = None,
+) -> dict[str, Any]:
+    residual, sigma = held_out_residuals(members, true, validation_masks, held_out)
     scale = fit_sigma_scale(residual, sigma)
     return {
         "sigma_scale": scale,
