@@ -207,3 +207,7 @@ def test_analyze_writes_tables_and_figures(tmp_path, tiny_ensemble, mixed_input)
         assert (tmp_path / "an" / name).stat().st_size > 0
     lows = [c["ltc_mean"] for c in report["candidates"]]
     assert lows == sorted(lows) and lows[0] == pytest.approx(np.nanmin(table["ltc_mean"]))
+    # the same scan given twice: every structure counted and listed once
+    twice = analyze([tmp_path / "s.csv"] * 2, tmp_path / "an2", training_sets=["togo15"], top=5)
+    assert twice["n_structures"] == report["n_structures"] and twice["n_repeated"] == len(table["id"])
+    assert twice["mTC"] == report["mTC"] and twice["candidates"] == report["candidates"]

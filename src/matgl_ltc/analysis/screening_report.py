@@ -85,7 +85,12 @@ def analyze(
         )
         for k in keys
     }
-    ok = np.isfinite(data["ltc_mean"])
+    # a structure in several scans (e.g. a stable set and a candidate set) counts once
+    ids = data.get("id") or [str(i) for i in range(len(data["ltc_mean"]))]
+    first_row = {sid: i for i, sid in reversed(list(enumerate(ids)))}
+    first = np.zeros(len(ids), dtype=bool)
+    first[list(first_row.values())] = True
+    ok = np.isfinite(data["ltc_mean"]) & first
     data = {
         k: (v[ok] if isinstance(v, np.ndarray) else [x for x, keep in zip(v, ok) if keep])
         for k, v in data.items()
@@ -107,13 +112,16 @@ def analyze(
     var = correlation_table(data["ltc_var"], features)
     report: dict[str, Any] = {
         "n_structures": int(ok.sum()),
-        "n_bad_or_missing": int((~ok).sum()),
+        "n_bad_or_missing": int((first & ~ok).sum()),
+        "n_repeated": int((~first).sum()),
         "mTC": mtc,
         "var_pTC": var,
         "figures": [],
     }
     md = [
-        f"# Screening analysis ({report['n_structures']} structures; {report['n_bad_or_missing']} without prediction)",
+        f"# Screening analysis ({report['n_structures']} structures; {report['n_bad_or_missing']} without prediction"
+        + (f"; {report['n_repeated']} repeated ids counted once" if report["n_repeated"] else "")
+        + ")",
         "",
         table_markdown("mTC (ensemble mean κ_L) vs features", mtc),
         table_markdown("var(pTC) (variance over members) vs features", var),
