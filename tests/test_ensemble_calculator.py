@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import ase.io
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 
 from matgl_ltc import LTCCalculator, LTCEnsemble, LTCModel, ModelLoadError, load_model
@@ -163,7 +165,7 @@ def test_uncertainty_report_against_known_cases():
     assert fit_sigma_scale(residual, sigma / 2) == pytest.approx(2.0, rel=0.02)
 
 
-def test_shipped_ensembles_load_by_name_and_default():
+def test_shipped_ensembles_load_by_name_and_default(shared_dir):
     from matgl_ltc import list_models
 
     shipped = list_models()
@@ -171,8 +173,21 @@ def test_shipped_ensembles_load_by_name_and_default():
     default = load_model()
     assert isinstance(default, LTCEnsemble) and len(default) == 9
     assert default.metadata["name"] == "LTC-MEGNet-Togo15-hybrid" and default.sigma_scale > 0
-    assert default.default_estimate == "mean"  # the paper's mTC unless asked otherwise
-    assert all(m.uses_descriptors for m in default.members)
+    # its members blend, in log space, with multi-fidelity descriptor boosters (one per split)
+    assert default.default_estimate == "geometric"
+    assert len(default.boosters) == 9 and all(b.multi_fidelity for b in default.boosters)
+    assert default.boosting_weight == 0.4
+    assert all(m.uses_descriptors and torch.isfinite(m.descriptor_max).all() for m in default.members)
+    # a crystal is predicted the same from its primitive, conventional or super cell, and large
+    # cells stay positive (the head's descriptors are clipped to Togo15's range)
+    nacl = bulk("NaCl", "rocksalt", a=5.64)
+    cells = [nacl, bulk("NaCl", "rocksalt", a=5.64, cubic=True), nacl.repeat(4)]
+    predictions = default.predict(cells)
+    np.testing.assert_allclose(predictions.members, predictions.members[[0, 0, 0]], rtol=1e-4)
+    np.testing.assert_allclose(predictions.geometric_mean, predictions.geometric_mean[0], rtol=1e-4)
+    assert (predictions.members > 0).all()
+    large = [a for a in ase.io.read(shared_dir / "data" / "mp_stable_scan.extxyz", ":200") if len(a) > 40][:5]
+    assert len(large) == 5 and (default.predict(large).members > 0).all()
     assert not load_model("LTC-MEGNet-Togo15-2stage").uses_descriptors  # the paper's recipe, kept
     mix = load_model("LTC-MEGNet-MIX-2stage")
     assert "Sc" in mix.train_elements  # half-Heusler elements are in-domain for MIX
