@@ -20,6 +20,7 @@ import numpy as np
 
 from matgl_ltc import LTCEnsemble, load_dataset
 from matgl_ltc.analysis.calibration import calibrate
+from matgl_ltc.model import point_estimate
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "matgl_ltc" / "pretrained"
 
@@ -38,16 +39,32 @@ def main() -> None:
     data = load_dataset(args.dataset)
     ensemble = LTCEnsemble.from_run(run)
     splits = json.loads((run / "splits.json").read_text())
+    per_split = len(ensemble) // len(splits)  # a split's seed members are consecutive (run_models)
+    split_of = [j // per_split for j in range(len(ensemble))]
     masks = np.zeros((len(data), len(ensemble)), dtype=bool)
-    for k, split in enumerate(splits):
-        masks[data.indices(split["validation"]), k] = True
-        member = ensemble.members[k]
+    for j, member in enumerate(ensemble.members):
+        split = splits[split_of[j]]
+        masks[data.indices(split["validation"]), j] = True
         train = data.indices(split["train"])
         member.metadata["train_elements"] = sorted(
             {s for i in train for s in data.atoms[i].get_chemical_symbols()}
         )
-    members = ensemble.predict_graphs(data.graph_cache(ensemble.cutoff, ensemble.uses_descriptors).graphs)
-    calibration = calibrate(members, data.labels, masks)
+    graphs = data.graph_cache(ensemble.cutoff, ensemble.uses_descriptors).graphs
+    members = ensemble.predict_graphs(graphs)
+    held_out = None
+    if ensemble.boosters:  # split k predicts its members blended with its booster
+        x = np.concatenate([g.descriptors.numpy() for g in graphs])
+        boosted = [10 ** b.predict_log10(x) for b in ensemble.boosters]
+        held_out = np.stack(
+            [
+                point_estimate(
+                    members[:, j : j + 1], "geometric", boosted[split_of[j]], ensemble.boosting_weight
+                )
+                for j in range(len(ensemble))
+            ],
+            axis=1,
+        )
+    calibration = calibrate(members, data.labels, masks, held_out)
     ensemble.sigma_scale = calibration["sigma_scale"]
     summary = json.loads((run / "summary.json").read_text())
     recipe = json.loads((run / "recipe.json").read_text())
@@ -57,6 +74,7 @@ def main() -> None:
         "recipe": recipe,
         "dataset": args.dataset,
         "n_members": len(ensemble),
+        **({"estimate": ensemble.default_estimate} if "estimate" in ensemble.metadata else {}),
         "validation_metrics": {
             p: {m: {"mean": v["mean"], "std": v["std"]} for m, v in summary[p].items()}
             for p in ("best_epoch", "unbiased")
