@@ -86,7 +86,8 @@ def analyze(
         for k in keys
     }
     # a structure in several scans (e.g. a stable set and a candidate set) counts once
-    ids = data.get("id") or [str(i) for i in range(len(data["ltc_mean"]))]
+    ids = data.get("id")
+    ids = [str(i) for i in (range(len(data["ltc_mean"])) if ids is None else ids)]
     first_row = {sid: i for i, sid in reversed(list(enumerate(ids)))}
     first = np.zeros(len(ids), dtype=bool)
     first[list(first_row.values())] = True

@@ -378,8 +378,8 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
             hybrid,
             "two-stage-hybrid blended with gradient-boosted trees on the descriptors that also learn "
             "from AFLOW AGL, with the fidelity as an input, and take 0.4 of the estimate: one model "
-            "per split, about a minute more than two-stage-hybrid (unbiased MAPE 0.362 and log10-MAE "
-            "0.142 on Togo15 over 7 runs from nothing, against 0.441 and 0.167 without the trees; "
+            "per split, about a minute more than two-stage-hybrid (unbiased MAPE 0.367 and log10-MAE "
+            "0.143 on Togo15 over 7 runs from nothing, against 0.441 and 0.167 without the trees; "
             "see docs/accuracy.md)",
             boosting_weight=0.4,
             boosting_low_fidelity="aflow_agl",
@@ -418,7 +418,7 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
             hybrid,
             "two-stage-hybrid-3rotated-boosted whose trees also learn from AFLOW AGL, with the "
             "fidelity as an input, and take 0.4 of the estimate (the most accurate on Togo15: "
-            "unbiased MAPE 0.305 and log10-MAE 0.139 over 7 runs from nothing, against 0.340 and 0.144 "
+            "unbiased MAPE 0.310 and log10-MAE 0.140 over 7 runs from nothing, against 0.340 and 0.144 "
             "for 3rotated-boosted on the same runs; see docs/accuracy.md)",
             members=3,
             estimate="min_mape",
