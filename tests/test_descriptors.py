@@ -42,6 +42,7 @@ def test_descriptors_describe_the_crystal_not_the_cell(togo15):
         assert primitive_atom_count(supercell) == len(atoms)
         np.testing.assert_allclose(structure_descriptors(supercell), structure_descriptors(atoms), rtol=1e-9)
     assert primitive_atom_count(bulk("NaCl", "rocksalt", a=5.64, cubic=True)) == 2
+    assert primitive_atom_count(bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((3, 4, 2))) == 2
     assert (
         primitive_atom_count(bulk("ZnO", "wurtzite", a=3.25, c=5.2)) == 4
     )  # counts share 2, still primitive
