@@ -23,9 +23,7 @@ split), recalibrates σ on the blended held-out residuals, and writes the ensemb
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import date
-from pathlib import Path
 
 import numpy as np
 
@@ -113,12 +111,11 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"sigma_scale {ensemble.sigma_scale:.3f} → {calibration['sigma_scale']:.3f}")
 
-    ensemble.boosters, ensemble.boosting_weight = boosters, args.weight
-    ensemble.sigma_scale = calibration["sigma_scale"]
-    ensemble.metadata.update(
-        estimate="geometric",
-        calibration=calibration,
-        boosting={
+    metadata = {
+        **ensemble.metadata,
+        "estimate": "geometric",
+        "calibration": calibration,
+        "boosting": {
             "low_fidelity": args.low_fidelity,
             "weight": args.weight,
             "added": date.today().isoformat(),
@@ -127,12 +124,10 @@ def main() -> None:
                 for name, row in scores.items()
             },
         },
-    )
-    out = Path(args.out or args.ensemble)
-    ensemble.save(out)
-    print(
-        f"wrote {out}: {json.dumps(ensemble.metadata['boosting']['best_epoch_validation']['blend, geometric']['mape'])}"
-    )
+    }
+    refreshed = LTCEnsemble(ensemble.members, calibration["sigma_scale"], metadata, boosters, args.weight)
+    out = refreshed.save(args.out or args.ensemble)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
