@@ -371,14 +371,14 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
             "two-stage-hybrid",
             hybrid,
             "two-stage, whose target stage adds composition/structure descriptors to the head "
-            "(not in the paper; one model per split, the recipe of the shipped default; see docs/accuracy.md)",
+            "(not in the paper; one model per split, the shipped default's members; see docs/accuracy.md)",
         ),
         Recipe(
             "two-stage-hybrid-agl-boosted",
             hybrid,
             "two-stage-hybrid blended with gradient-boosted trees on the descriptors that also learn "
             "from AFLOW AGL, with the fidelity as an input, and take 0.4 of the estimate: one model "
-            "per split, about a minute more than two-stage-hybrid (unbiased MAPE 0.367 and log10-MAE "
+            "per split, about a minute more than two-stage-hybrid, as the shipped default (unbiased MAPE 0.367 and log10-MAE "
             "0.143 on Togo15 over 7 runs from nothing, against 0.441 and 0.167 without the trees; "
             "see docs/accuracy.md)",
             boosting_weight=0.4,
