@@ -43,9 +43,8 @@ def test_descriptors_describe_the_crystal_not_the_cell(togo15):
         np.testing.assert_allclose(structure_descriptors(supercell), structure_descriptors(atoms), rtol=1e-9)
     assert primitive_atom_count(bulk("NaCl", "rocksalt", a=5.64, cubic=True)) == 2
     assert primitive_atom_count(bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((3, 4, 2))) == 2
-    assert (
-        primitive_atom_count(bulk("ZnO", "wurtzite", a=3.25, c=5.2)) == 4
-    )  # counts share 2, still primitive
+    wurtzite = bulk("ZnO", "wurtzite", a=3.25, c=5.2)  # its counts share 2, yet it is primitive
+    assert primitive_atom_count(wurtzite) == 4
     assert primitive_atom_count(bulk("Cu", "fcc", a=3.6, cubic=True)) == 1
     rattled = bulk("Si", "diamond", a=5.43).repeat(2)
     rattled.positions += np.random.default_rng(0).normal(0.0, 0.05, rattled.positions.shape)
@@ -95,8 +94,12 @@ def test_hybrid_fit_save_load_and_scan(tmp_path, togo15, shared_dir, eform_model
     column = DESCRIPTOR_NAMES.index("n_atoms")
     edge.descriptors[:, column] = float(train[:, column].max())
     far.descriptors[:, column] = 500.0  # a 500-atom primitive cell, far outside Togo15's 2-4
+    inside = collate_graphs(graphs)
+    inside.descriptors[:, column] = float(train[:, column].min())
     with torch.no_grad():
         np.testing.assert_allclose(result.model(far).numpy(), result.model(edge).numpy(), rtol=1e-6)
+        # the column does move the prediction inside the range, so the clip is what holds it
+        assert not np.allclose(result.model(inside).numpy(), result.model(edge).numpy(), rtol=1e-6)
     # training moved the descriptor columns away from their zero start
     first = result.model.head.layers[0].weight.detach()
     assert float(first[:, result.model.embedding_dim :].abs().sum()) > 0
