@@ -45,10 +45,7 @@ def main() -> None:
     for j, member in enumerate(ensemble.members):
         split = splits[split_of[j]]
         masks[data.indices(split["validation"]), j] = True
-        train = data.indices(split["train"])
-        member.metadata["train_elements"] = sorted(
-            {s for i in train for s in data.atoms[i].get_chemical_symbols()}
-        )
+        member.metadata["train_elements"] = data.elements(data.indices(split["train"]))
     graphs = data.graph_cache(ensemble.cutoff, ensemble.uses_descriptors).graphs
     members = ensemble.predict_graphs(graphs)
     held_out = None

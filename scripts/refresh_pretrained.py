@@ -54,10 +54,7 @@ def main() -> None:
     low = load_dataset(args.low_fidelity)
     splits = random_splits(data.ids, n_splits=len(ensemble))
     for k, (member, split) in enumerate(zip(ensemble.members, splits)):
-        elements = sorted(
-            {s for i in data.indices(split.train) for s in data.atoms[i].get_chemical_symbols()}
-        )
-        if member.metadata.get("train_elements") != elements:
+        if member.metadata.get("train_elements") != data.elements(data.indices(split.train)):
             raise SystemExit(f"member {k} was not trained on split {k} of {args.dataset}: elements differ")
 
     x, y = descriptor_matrix(data.atoms), np.log10(data.labels)

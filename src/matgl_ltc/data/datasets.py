@@ -6,7 +6,7 @@ import gzip
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -79,6 +79,10 @@ class LTCDataset:
         if missing:
             raise KeyError(f"{len(missing)} id(s) not in dataset {self.name!r}, e.g. {missing[:5]}")
         return np.array([self._index[i] for i in ids], dtype=int)
+
+    def elements(self, indices: Iterable[int]) -> list[str]:
+        """The elements of the structures at ``indices``, sorted: a model's domain is its training split's."""
+        return sorted({s for i in indices for s in self.atoms[i].get_chemical_symbols()})
 
     def subset(self, ids: Sequence[str], name: str | None = None) -> LTCDataset:
         idx = self.indices(ids)

@@ -260,9 +260,7 @@ def fit(
             "training": metrics["settings"],
             "best_epoch": kept_epoch,
             # elements of the (fine-tuning) training split: inputs with others are out of domain
-            "train_elements": sorted(
-                {el for i in train_idx for el in dataset.atoms[i].get_chemical_symbols()}
-            ),
+            "train_elements": dataset.elements(train_idx),
         }
     )
     epoch_predictions = None
