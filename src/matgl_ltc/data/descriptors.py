@@ -80,8 +80,14 @@ def primitive_atom_count(atoms: Atoms, tolerance: float = 0.01) -> int:
     species, counts = np.unique(numbers, return_counts=True)
     if len(atoms) < 2 or np.gcd.reduce(counts) == 1:
         return len(atoms)
-    frac = np.mod(atoms.get_scaled_positions(wrap=True), 1.0)
-    frac[frac >= 1.0] = 0.0  # a coordinate a hair below 0 wraps to exactly 1.0
+
+    def wrapped(positions: np.ndarray) -> np.ndarray:
+        """Into [0, 1) as the periodic tree needs: a hair below 0 would wrap to exactly 1.0."""
+        positions = np.mod(positions, 1.0)
+        positions[positions >= 1.0] = 0.0
+        return positions
+
+    frac = wrapped(atoms.get_scaled_positions(wrap=True))
     cell = np.asarray(atoms.cell)
     # every offset under tolerance in Å is under tolerance / (the cell's smallest stretch) in
     # fractional coordinates: the tree finds each candidate, then the distance is checked in Å
@@ -92,8 +98,7 @@ def primitive_atom_count(atoms: Atoms, tolerance: float = 0.01) -> int:
 
     def is_translation(shift: np.ndarray) -> bool:
         for group, tree in zip(groups, trees):
-            moved = np.mod(group + shift, 1.0)
-            moved[moved >= 1.0] = 0.0
+            moved = wrapped(group + shift)
             found, nearest = tree.query(moved, distance_upper_bound=radius)
             if not np.isfinite(found).all():
                 return False
