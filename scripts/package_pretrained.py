@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from matgl_ltc import LTCEnsemble, load_dataset
-from matgl_ltc.analysis.calibration import calibrate
-from matgl_ltc.model import point_estimate
+from matgl_ltc.analysis.calibration import blended_held_out, calibrate
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "matgl_ltc" / "pretrained"
 
@@ -51,16 +50,8 @@ def main() -> None:
     held_out = None
     if ensemble.boosters:  # split k predicts its members blended with its booster
         x = np.concatenate([g.descriptors.numpy() for g in graphs])
-        boosted = [10 ** b.predict_log10(x) for b in ensemble.boosters]
-        held_out = np.stack(
-            [
-                point_estimate(
-                    members[:, j : j + 1], "geometric", boosted[split_of[j]], ensemble.boosting_weight
-                )
-                for j in range(len(ensemble))
-            ],
-            axis=1,
-        )
+        boosted = np.stack([10 ** b.predict_log10(x) for b in ensemble.boosters], axis=1)
+        held_out = blended_held_out(members, boosted, split_of, ensemble.boosting_weight)
     calibration = calibrate(members, data.labels, masks, held_out)
     ensemble.sigma_scale = calibration["sigma_scale"]
     summary = json.loads((run / "summary.json").read_text())

@@ -28,7 +28,7 @@ from datetime import date
 import numpy as np
 
 from matgl_ltc import LTCEnsemble, load_dataset
-from matgl_ltc.analysis.calibration import calibrate
+from matgl_ltc.analysis.calibration import blended_held_out, calibrate
 from matgl_ltc.analysis.metrics import regression_metrics
 from matgl_ltc.data import random_splits
 from matgl_ltc.data.descriptors import descriptor_matrix
@@ -58,16 +58,16 @@ def main() -> None:
             raise SystemExit(f"member {k} was not trained on split {k} of {args.dataset}: elements differ")
 
     x, y = descriptor_matrix(data.atoms), np.log10(data.labels)
-    for member, split in zip(ensemble.members, splits):
-        member.fit_descriptor_range(x[data.indices(split.train)])
     low_fidelity = (descriptor_matrix(low.atoms), np.log10(low.labels))
     boosters = []
-    for split in splits:
-        booster = DescriptorBoosting.fit(
-            x[data.indices(split.train)], y[data.indices(split.train)], low_fidelity=low_fidelity
+    for member, split in zip(ensemble.members, splits):
+        train = data.indices(split.train)
+        member.fit_descriptor_range(x[train])
+        boosters.append(
+            DescriptorBoosting.fit(
+                x[train], y[train], low_fidelity=low_fidelity, low_fidelity_name=args.low_fidelity
+            )
         )
-        booster.metadata["low_fidelity"]["dataset"] = args.low_fidelity
-        boosters.append(booster)
 
     members = ensemble.predict_graphs(data.graph_cache(ensemble.cutoff, True).graphs)
     boosted = np.stack([10 ** b.predict_log10(x) for b in boosters], axis=1)
@@ -84,13 +84,7 @@ def main() -> None:
         }.items():
             for metric, value in regression_metrics(data.labels[val], kappa).items():
                 scores.setdefault(name, {}).setdefault(metric, []).append(value)
-    blended = np.stack(
-        [
-            point_estimate(members[:, k : k + 1], "geometric", boosted[:, k], args.weight)
-            for k in range(len(splits))
-        ],
-        axis=1,
-    )
+    blended = blended_held_out(members, boosted, range(len(splits)), args.weight)
     calibration = calibrate(members, data.labels, masks, held_out=blended)
 
     reference = scores["member alone"]

@@ -8,10 +8,13 @@ negative log-likelihood are reported before and after.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from ..model.ensemble import point_estimate
 
 
 def uncertainty_report(residual: np.ndarray, sigma: np.ndarray) -> dict[str, float]:
@@ -53,6 +56,23 @@ def held_out_residuals(
     rows, cols = np.nonzero(validation_masks)
     residual = log_held_out[rows, cols] - np.log10(true[rows])
     return residual, sigma[rows]
+
+
+def blended_held_out(
+    members: np.ndarray, boosted: np.ndarray, split_of: Sequence[int], weight: float
+) -> np.ndarray:
+    """Each member blended, in log space, with its own split's descriptor booster.
+
+    ``boosted`` is (structures × splits) booster κ, ``split_of[j]`` member j's split: column j is
+    what split ``split_of[j]`` predicts, the ``held_out`` of :func:`calibrate` for a boosted ensemble.
+    """
+    return np.stack(
+        [
+            point_estimate(members[:, j : j + 1], "geometric", boosted[:, k], weight)
+            for j, k in enumerate(split_of)
+        ],
+        axis=1,
+    )
 
 
 def calibrate(

@@ -122,13 +122,15 @@ class DescriptorBoosting:
         seed: int = 42,
         low_fidelity: tuple[np.ndarray, np.ndarray] | None = None,
         fidelity_weight: float = FIDELITY_WEIGHT,
+        low_fidelity_name: str = "",
         **settings: Any,
     ) -> DescriptorBoosting:
         """Fit on a descriptor matrix (rows from :func:`descriptor_matrix`) and log10 κ labels.
 
         ``low_fidelity`` = (descriptors, log10 κ) of a larger, cheaper set fitted beside the target
         rows at fidelity 0, each target row weighing ``fidelity_weight`` of them; predictions are
-        then made at the target's fidelity.
+        then made at the target's fidelity. ``low_fidelity_name`` (e.g. ``aflow_agl``) is recorded
+        with them.
         """
         import sklearn  # only fitting needs it; predicting walks the stored trees
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -156,6 +158,8 @@ class DescriptorBoosting:
         }
         if low_fidelity is not None:
             metadata["low_fidelity"] = {"n_train": len(low_fidelity[1]), "weight": float(fidelity_weight)}
+            if low_fidelity_name:  # lets a run tell whether a saved booster is the one it asks for
+                metadata["low_fidelity"]["dataset"] = low_fidelity_name
         return cls(float(np.ravel(model._baseline_prediction)[0]), nodes, roots, metadata)
 
     def predict_log10(self, x: np.ndarray, block: int = 1024) -> np.ndarray:

@@ -249,9 +249,9 @@ class RecipeRunner:
         if low_fidelity:
             low_data = self.dataset(low_fidelity)
             low = (self._descriptor_matrix(low_data), np.log10(low_data.labels))
-        booster = DescriptorBoosting.fit(x[train], np.log10(data.labels[train]), low_fidelity=low)
-        if low_fidelity:
-            booster.metadata["low_fidelity"]["dataset"] = low_fidelity
+        booster = DescriptorBoosting.fit(
+            x[train], np.log10(data.labels[train]), low_fidelity=low, low_fidelity_name=low_fidelity
+        )
         kappa = 10 ** booster.predict_log10(x[val])
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
