@@ -546,3 +546,57 @@ def test_every_stage_setting_reaches_training(tmp_path, aflow_subset, togo15):
     assert settings["replay"] and settings["replay_size"] == 7
     model = LTCModel.load(tmp_path / "run" / "split_0" / "target" / "model")
     assert model.state_index == 1 and model.uses_descriptors
+
+
+def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
+    """init = "model:NAME": split k (member i, rotated) continues from model (k + i) mod n of the ensemble."""
+    import warnings
+
+    from matgl_ltc.model import ModelLoadError, model_folders
+
+    shipped = model_folders("LTC-MEGNet-Togo15-hybrid")
+    assert [p.name for p in shipped] == [f"member_{i}" for i in range(9)]
+    assert model_folders(shipped[3]) == [shipped[3]]
+    with pytest.raises(ModelLoadError, match="neither a known model"):
+        model_folders("no-such-model")
+    with pytest.raises(ValueError, match="'model:<name or folder>'"):
+        Stage("target", init="weights:foo")
+
+    recipe = Recipe(
+        "finetune",
+        (Stage("target", init="model:LTC-MEGNet-Togo15-hybrid", freeze=("backbone",), **TINY),),
+        members=2,
+        rotate=True,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # half-Heuslers: no formula of Togo15, nothing to warn about
+        RecipeRunner(progress=False).run(recipe, "hh143", tmp_path / "hh", n_splits=2)
+    key = "embedding.layer_node_embedding.weight"
+    for k in range(2):
+        for member, name in enumerate(("target", "target_member1")):
+            folder = tmp_path / "hh" / f"split_{k}" / name / "model"
+            meta = json.loads((folder / "model.json").read_text())["metadata"]
+            assert meta["initialised_from"] == str(shipped[k + member]) and meta["dataset"] == "hh143"
+            tuned, start = LTCModel.load(folder), LTCModel.load(shipped[k + member])
+            assert tuned.uses_descriptors  # the shipped hybrid head, not a fresh one of width 8
+            assert torch.equal(tuned.backbone.state_dict()[key], start.backbone.state_dict()[key])
+            head = next(iter(tuned.head.state_dict()))
+            assert not torch.equal(tuned.head.state_dict()[head], start.head.state_dict()[head])  # trained
+    assert run_models(tmp_path / "hh") == model_folders(tmp_path / "hh")
+
+    # fine-tuned on the set the members were trained on, every validation score is on seen data
+    with pytest.warns(UserWarning, match="trained on togo15, which holds the formula of 95 of togo15's 95"):
+        RecipeRunner(progress=False).run(recipe, togo15, tmp_path / "togo", n_splits=2)
+
+    # one model from the command line: --split-index 10 of a 9-member ensemble starts from member 1
+    argv = ["train", "--dataset", "hh143", "--from-model", "LTC-MEGNet-Togo15-hybrid", "--split-index", "10"]
+    assert (
+        main([*argv, "--epochs", "1", "--batch-size", "64", "--out", str(tmp_path / "one"), "--no-progress"])
+        == 0
+    )
+    meta = json.loads((tmp_path / "one" / "model" / "model.json").read_text())["metadata"]
+    assert meta["initialised_from"] == str(shipped[1]) and "fine-tuning" in capsys.readouterr().out
+    assert main([*argv, "--backbone", "megnet-eform"]) == 2
+    assert "drop --backbone" in capsys.readouterr().err
+    assert main(["train", "--dataset", "hh143", "--recipe", "two-stage", "--from-model", "x"]) == 2
+    assert "init = 'model:NAME|PATH'" in capsys.readouterr().err

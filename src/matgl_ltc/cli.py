@@ -120,6 +120,7 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
     for option, dest, instead in (
         ("--backbone", "backbone", "the recipe's stages name what they start from (init)"),
         ("--split-index", "split_index", "a recipe runs every split (--n-splits, --split-file)"),
+        ("--from-model", "from_model", "a recipe stage starts from a model with init = 'model:NAME|PATH'"),
     ):
         if getattr(args, dest) is not None:
             raise ValueError(f"{option} trains one model and cannot go with --recipe: {instead}")
@@ -164,11 +165,15 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_dataset, load_splits
-    from .model import LTCModel
+    from .model import LTCModel, model_folders
     from .train import fit
 
     if args.recipe:
         return cmd_train_recipe(args)
+    if args.from_model and (args.backbone is not None or args.head_hidden is not None):
+        raise ValueError(
+            "--from-model fine-tunes a model with its own backbone and head: drop --backbone/--head-hidden"
+        )
     for dest, default in _one_model_defaults().items():
         if getattr(args, dest) is None:
             setattr(args, dest, default)
@@ -181,11 +186,20 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--split-index {args.split_index} but {args.split_file} has {len(splits)} split(s)"
             )
         split = splits[args.split_index]
-    out = Path(args.out or f"runs/{dataset.name}-{args.backbone}-split{args.split_index}")
+    start = args.backbone
+    if args.from_model:
+        starts = model_folders(args.from_model)
+        start = starts[args.split_index % len(starts)]
+        model = LTCModel.load(start)
+        label = f"{Path(args.from_model).name}-finetuned"
+        what = f"{start} (fine-tuning)"
+    else:
+        model = LTCModel.from_backbone(args.backbone, head_hidden=args.head_hidden, seed=args.seed)
+        label, what = args.backbone, f"{args.backbone} + head {args.head_hidden}"
+    out = Path(args.out or f"runs/{dataset.name}-{label}-split{args.split_index}")
     args.epochs = args.epochs_override or 300
-    model = LTCModel.from_backbone(args.backbone, head_hidden=args.head_hidden, seed=args.seed)
     print(
-        f"training {args.backbone} + head {args.head_hidden} on {dataset.name} ({len(dataset)} structures), "
+        f"training {what} on {dataset.name} ({len(dataset)} structures), "
         f"split {args.split_index}, {args.epochs} epochs → {out}",
         flush=True,
     )
@@ -207,7 +221,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         accelerator=args.accelerator,
         devices=_devices(str(args.devices)),
         strategy=args.strategy,
-        metadata={"backbone": args.backbone, "recipe": None},
+        metadata={"recipe": None, "initialised_from": str(start)}
+        if args.from_model
+        else {"backbone": args.backbone, "recipe": None},
     )
     m = result.metrics
     print(
@@ -404,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--backbone", default=None, help="megnet-eform (default), megnet-random, ... (one model only)"
+    )
+    train.add_argument(
+        "--from-model",
+        metavar="NAME|PATH",
+        help="fine-tune a shipped or saved model instead of a fresh backbone (one model only; of an "
+        "ensemble or run of n models, model k mod n for --split-index k; in a recipe: init = 'model:...')",
     )
     train.add_argument("--split-file", help='JSON {"train": [ids], "validation": [ids]} or a list of them')
     train.add_argument(

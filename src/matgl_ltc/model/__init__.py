@@ -8,7 +8,7 @@ from .backbones import (
     pretrained_dir,
 )
 from .ensemble import ESTIMATES, EnsemblePrediction, LTCEnsemble, point_estimate
-from .loading import list_models, load_model
+from .loading import list_models, load_model, model_folders
 from .ltc_model import LTCModel, ModelLoadError
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "list_models",
     "load_model",
     "load_pretrained_megnet",
+    "model_folders",
     "point_estimate",
     "pretrained_dir",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,6 +20,38 @@ def load_model(name_or_path: str | os.PathLike | None = None) -> LTCModel | LTCE
         (see :func:`list_models`). A path: a saved ``LTCModel`` folder, an ``LTCEnsemble``
         folder, or a recipe run folder (its per-split models become an ensemble).
     """
+    path = _resolve(name_or_path)
+    if (path / ENSEMBLE_FILE).is_file():
+        return LTCEnsemble.load(path)
+    if (path / "model.json").is_file():
+        return LTCModel.load(path)
+    return LTCEnsemble.from_run(path)
+
+
+def model_folders(name_or_path: str | os.PathLike | None = None) -> list[Path]:
+    """The saved ``LTCModel`` folders behind what :func:`load_model` accepts, without loading them.
+
+    One folder for a model; an ensemble's members in its order; a run's final-stage models in split
+    order. Fine-tuning starts from these (a recipe stage's ``init = "model:..."``).
+    """
+    path = _resolve(name_or_path)
+    if (path / ENSEMBLE_FILE).is_file():
+        try:
+            members = json.loads((path / ENSEMBLE_FILE).read_text())["members"]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise ModelLoadError(
+                f"{path / ENSEMBLE_FILE} does not list an ensemble's members: {exc}"
+            ) from None
+        return [path / name for name in members]
+    if (path / "model.json").is_file():
+        return [path]
+    from ..train.runner import run_models
+
+    return run_models(path)
+
+
+def _resolve(name_or_path: str | os.PathLike | None) -> Path:
+    """The folder of a shipped or plugin model name, or the given path if it exists."""
     from ..plugins import available_pretrained_models
     from ..pretrained import DEFAULT_MODEL
 
@@ -30,13 +63,9 @@ def load_model(name_or_path: str | os.PathLike | None = None) -> LTCModel | LTCE
             known = ", ".join(sorted(registry)) or "none"
             raise ModelLoadError(f"{str(target)!r} is neither a known model ({known}) nor an existing folder")
         path = Path(registry[str(target)].path())
-    if (path / ENSEMBLE_FILE).is_file():
-        return LTCEnsemble.load(path)
-    if (path / "model.json").is_file():
-        return LTCModel.load(path)
-    if (path / "recipe.json").is_file():
-        return LTCEnsemble.from_run(path)
-    raise ModelLoadError(f"{path} holds no LTC model (no {ENSEMBLE_FILE}, model.json or recipe.json)")
+    if not any((path / f).is_file() for f in (ENSEMBLE_FILE, "model.json", "recipe.json")):
+        raise ModelLoadError(f"{path} holds no LTC model (no {ENSEMBLE_FILE}, model.json or recipe.json)")
+    return path
 
 
 def list_models() -> dict[str, str]:

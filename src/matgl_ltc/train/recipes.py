@@ -1,7 +1,8 @@
 """Recipes: transfer-learning protocols as data, a chain of stages.
 
-A stage trains on one dataset, starting either from a backbone (``backbone:megnet-eform``)
-or from the model of an earlier stage of the same split (``stage:aflow``). The dataset
+A stage trains on one dataset, starting from a backbone (``backbone:megnet-eform``), from the
+model of an earlier stage of the same split (``stage:aflow``), or from a saved model or ensemble
+(``model:LTC-MEGNet-Togo15-hybrid``: fine-tuning a shipped model on new data). The dataset
 ``target`` stands for the set the recipe is run on, so one recipe serves every target.
 """
 
@@ -20,6 +21,8 @@ from ..model.ensemble import ESTIMATES
 TARGET = "target"
 #: which stages a recipe's seed members re-seed (``Recipe.reseed``)
 RESEED = ("last", "all")
+#: what a stage can start from (``Stage.init``): a backbone, an earlier stage, a saved model
+INIT_KINDS = ("backbone", "stage", "model")
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,10 @@ class Stage:
     dataset
         ``target`` (the set the recipe runs on), a registered dataset name, or a path.
     init
-        ``backbone:<name>`` (fresh head) or ``stage:<earlier stage name>`` (continue from that
-        stage's model of the same split index).
+        ``backbone:<name>`` (fresh head), ``stage:<earlier stage name>`` (continue from that
+        stage's model of the same split index) or ``model:<name or folder>`` (continue from a
+        shipped, plugin or saved model; from an ensemble or run of n models, split k continues
+        from model ``k mod n``, and with ``rotate`` member i from model ``k + i mod n``).
     epochs, lr, batch_size, min_lr_fraction, loss, keep, weight_decay, seed
         As in :func:`matgl_ltc.train.fit`.
     head_hidden
@@ -88,9 +93,10 @@ class Stage:
 
     def __post_init__(self) -> None:
         kind, _, ref = self.init.partition(":")
-        if kind not in ("backbone", "stage") or not ref:
+        if kind not in INIT_KINDS or not ref:
             raise ValueError(
-                f"stage {self.name!r}: init must be 'backbone:<name>' or 'stage:<name>', not {self.init!r}"
+                f"stage {self.name!r}: init must be 'backbone:<name>', 'stage:<name>' or "
+                f"'model:<name or folder>', not {self.init!r}"
             )
         if self.keep not in ("best", "last"):
             raise ValueError(f"stage {self.name!r}: keep must be 'best' or 'last'")

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..data.datasets import LTCDataset, load_dataset
 from ..data.descriptors import descriptor_matrix
 from ..data.splits import Split, load_splits, random_splits, save_splits
 from ..model.boosting import BOOSTING_JSON, DescriptorBoosting
+from ..model.loading import model_folders
 from ..model.ltc_model import LTCModel
 from .fit import fit
 from .members import ENSEMBLE_FOLDER, member_chain, member_folders, member_stages, score_members
@@ -169,6 +171,7 @@ class RecipeRunner:
         self.trainer_options = trainer_options
         self._datasets: dict[str, LTCDataset] = {}
         self._descriptors: dict[str, np.ndarray] = {}
+        self._model_starts: dict[str, list[Path]] = {}
 
     def dataset(self, source: str | LTCDataset) -> LTCDataset:
         if isinstance(source, LTCDataset):
@@ -212,14 +215,48 @@ class RecipeRunner:
         folder: Path,
         models: dict[str, Path],
         recipe: Recipe,
+        offset: int = 0,
     ) -> float:
-        """Train ``stage`` into ``folder`` unless a finished one is there; the seconds spent."""
+        """Train ``stage`` into ``folder`` unless a finished one is there; the seconds spent.
+
+        A ``model:`` start is model ``split.index + offset`` (mod their number) of that name.
+        """
         if _stage_done(folder):
             self.log(f"  stage {stage.name}: {folder} already trained, reusing it")
             return 0.0
         folder.parent.mkdir(parents=True, exist_ok=True)
-        start = models[stage.init_ref] if stage.init_kind == "stage" else None
+        start = None
+        if stage.init_kind == "stage":
+            start = models[stage.init_ref]
+        elif stage.init_kind == "model":
+            starts = self._starting_models(stage.init_ref)
+            start = starts[(split.index + offset) % len(starts)]
         return self._train_stage(stage, data, split, folder, start, recipe)
+
+    def _starting_models(self, reference: str) -> list[Path]:
+        if reference not in self._model_starts:
+            self._model_starts[reference] = model_folders(reference)
+        return self._model_starts[reference]
+
+    def _warn_if_seen(self, reference: str, data: LTCDataset) -> None:
+        """Warn when a starting model was trained on a registered dataset sharing formulas with ``data``:
+        fine-tuning it there scores structures the model has already seen."""
+        from ..plugins import available_datasets
+
+        model_json = self._starting_models(reference)[0] / "model.json"
+        trained_on = json.loads(model_json.read_text()).get("metadata", {}).get("dataset")
+        if not trained_on or trained_on not in available_datasets():
+            return
+        seen = set(_formulas(self.dataset(trained_on)))
+        shared = sum(f in seen for f in _formulas(data))
+        if shared:
+            warnings.warn(
+                f"{reference} was trained on {trained_on}, which holds the formula of {shared} of "
+                f"{data.name}'s {len(data)} structures: fine-tuned on {data.name}, its validation "
+                "scores on those are not held out",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _descriptor_matrix(self, data: LTCDataset) -> np.ndarray:
         x = self._descriptors.get(data.name)
@@ -286,7 +323,8 @@ class RecipeRunner:
                 stage_split = random_splits(data.ids, n_splits=j + 1)[j]
                 name = f"{data.name}-{stage.name}-{stage_fingerprint(chain, stage)}"
                 folder = places.cache / name / f"split_{j}"
-            wall += self._ensure_stage(stage, data, stage_split, folder, models, chain)
+            offset = member if stage.is_target and chain.rotate else 0
+            wall += self._ensure_stage(stage, data, stage_split, folder, models, chain, offset)
             models[stage.name] = folder / "model"
             places.used.add(folder)
         return models, wall
@@ -309,6 +347,9 @@ class RecipeRunner:
         (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
         save_splits(target_splits, out / "splits.json")
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
+        for stage in recipe.stages:
+            if stage.init_kind == "model":
+                self._warn_if_seen(stage.init_ref, target if stage.is_target else self.dataset(stage.dataset))
 
         per_split = []
         places = _RunPlaces(out, cache, len(target_splits), set())
@@ -319,7 +360,9 @@ class RecipeRunner:
                     models, spent = self._earlier_stages(member_chain(recipe, i), target, split, k, i, places)
                     wall += spent
                 folder = out / f"split_{k}" / name
-                wall += self._ensure_stage(stage, target, split, folder, models, recipe)
+                wall += self._ensure_stage(
+                    stage, target, split, folder, models, recipe, i if recipe.rotate else 0
+                )
                 places.used.add(folder)
             if recipe.combined:
                 boosted = None
@@ -407,3 +450,7 @@ def run_boosters(run_dir: str | os.PathLike) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"{run} holds no descriptor booster (no split_*/{BOOSTING_FOLDER})")
     return found
+
+
+def _formulas(data: LTCDataset) -> list[str]:
+    return [atoms.get_chemical_formula(empirical=True) for atoms in data.atoms]
