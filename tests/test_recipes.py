@@ -598,5 +598,10 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     assert meta["initialised_from"] == str(shipped[1]) and "fine-tuning" in capsys.readouterr().out
     assert main([*argv, "--backbone", "megnet-eform"]) == 2
     assert "drop --backbone" in capsys.readouterr().err
+    togo = ["train", "--dataset", "togo15", "--from-model", "LTC-MEGNet-Togo15-hybrid", "--epochs", "1"]
+    with pytest.warns(UserWarning, match="LTC-MEGNet-Togo15-hybrid was trained on togo15"):
+        assert main([*togo, "--batch-size", "64", "--out", str(tmp_path / "seen"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "seen" / "model" / "model.json").read_text())["metadata"]["stage"] is None
+    capsys.readouterr()
     assert main(["train", "--dataset", "hh143", "--recipe", "two-stage", "--from-model", "x"]) == 2
     assert "init = 'model:NAME|PATH'" in capsys.readouterr().err

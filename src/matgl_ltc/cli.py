@@ -167,6 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_dataset, load_splits
     from .model import LTCModel, model_folders
     from .train import fit
+    from .train.runner import warn_if_seen
 
     if args.recipe:
         return cmd_train_recipe(args)
@@ -191,6 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         starts = model_folders(args.from_model)
         start = starts[args.split_index % len(starts)]
         model = LTCModel.load(start)
+        warn_if_seen(start, dataset, args.from_model)
         label = f"{Path(args.from_model).name}-finetuned"
         what = f"{start} (fine-tuning)"
     else:
@@ -221,7 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         accelerator=args.accelerator,
         devices=_devices(str(args.devices)),
         strategy=args.strategy,
-        metadata={"recipe": None, "initialised_from": str(start)}
+        metadata={"recipe": None, "stage": None, "initialised_from": str(start)}
         if args.from_model
         else {"backbone": args.backbone, "recipe": None},
     )

@@ -238,26 +238,6 @@ class RecipeRunner:
             self._model_starts[reference] = model_folders(reference)
         return self._model_starts[reference]
 
-    def _warn_if_seen(self, reference: str, data: LTCDataset) -> None:
-        """Warn when a starting model was trained on a registered dataset sharing formulas with ``data``:
-        fine-tuning it there scores structures the model has already seen."""
-        from ..plugins import available_datasets
-
-        model_json = self._starting_models(reference)[0] / "model.json"
-        trained_on = json.loads(model_json.read_text()).get("metadata", {}).get("dataset")
-        if not trained_on or trained_on not in available_datasets():
-            return
-        seen = set(_formulas(self.dataset(trained_on)))
-        shared = sum(f in seen for f in _formulas(data))
-        if shared:
-            warnings.warn(
-                f"{reference} was trained on {trained_on}, which holds the formula of {shared} of "
-                f"{data.name}'s {len(data)} structures: fine-tuned on {data.name}, its validation "
-                "scores on those are not held out",
-                UserWarning,
-                stacklevel=3,
-            )
-
     def _descriptor_matrix(self, data: LTCDataset) -> np.ndarray:
         x = self._descriptors.get(data.name)
         if x is None:
@@ -349,7 +329,8 @@ class RecipeRunner:
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
         for stage in recipe.stages:
             if stage.init_kind == "model":
-                self._warn_if_seen(stage.init_ref, target if stage.is_target else self.dataset(stage.dataset))
+                data = target if stage.is_target else self.dataset(stage.dataset)
+                warn_if_seen(self._starting_models(stage.init_ref)[0], data, stage.init_ref, self.dataset)
 
         per_split = []
         places = _RunPlaces(out, cache, len(target_splits), set())
@@ -450,6 +431,31 @@ def run_boosters(run_dir: str | os.PathLike) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"{run} holds no descriptor booster (no split_*/{BOOSTING_FOLDER})")
     return found
+
+
+def warn_if_seen(
+    start: Path,
+    data: LTCDataset,
+    label: str = "",
+    load: Callable[[str], LTCDataset] = load_dataset,
+) -> None:
+    """Warn when the model in ``start`` was trained on a registered dataset sharing formulas with
+    ``data``: fine-tuned on ``data``, it is scored on validation structures it has already seen."""
+    from ..plugins import available_datasets
+
+    trained_on = json.loads((Path(start) / "model.json").read_text()).get("metadata", {}).get("dataset")
+    if not trained_on or trained_on not in available_datasets():
+        return
+    seen = set(_formulas(load(trained_on)))
+    shared = sum(f in seen for f in _formulas(data))
+    if shared:
+        warnings.warn(
+            f"{label or start} was trained on {trained_on}, which holds the formula of {shared} of "
+            f"{data.name}'s {len(data)} structures: fine-tuned on {data.name}, its validation "
+            "scores on those are not held out",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def _formulas(data: LTCDataset) -> list[str]:
