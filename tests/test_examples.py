@@ -57,3 +57,13 @@ def test_example_recipe_is_the_builtin_with_the_papers_target_stage():
     assert example.stages == expected.stages
     for setting in ("members", "rotate", "estimate", "boosting_weight", "boosting_low_fidelity"):
         assert getattr(example, setting) == getattr(expected, setting), setting
+
+
+def test_example_finetune_recipe_is_the_builtin():
+    from matgl_ltc.train import resolve_recipe
+
+    example = resolve_recipe(EXAMPLES / "recipes" / "finetune-shipped.toml")
+    builtin = resolve_recipe("finetune-shipped")
+    assert example.stages == builtin.stages
+    for setting in ("members", "estimate", "boosting_weight", "boosting_low_fidelity"):
+        assert getattr(example, setting) == getattr(builtin, setting), setting

@@ -91,6 +91,10 @@ def test_builtin_recipes_follow_the_paper():
     assert boosted.stages == hybrid.stages and (boosted.members, boosted.rotate) == (1, False)
     assert (boosted.boosting_weight, boosted.boosting_low_fidelity) == (0.4, "aflow_agl") and boosted.combined
     assert Recipe.from_dict(boosted.to_dict()) == boosted
+    # fine-tuning the shipped default: its members, its kind of trees, no AFLOW stage
+    finetune = recipes["finetune-shipped"]
+    assert [s.init for s in finetune.stages] == ["model:LTC-MEGNet-Togo15-hybrid"]
+    assert (finetune.boosting_weight, finetune.boosting_low_fidelity) == (0.4, "aflow_agl")
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
         assert (stage.epochs, stage.batch_size, stage.lr, stage.n_splits) == (300, 8, 1e-3, None)
