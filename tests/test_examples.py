@@ -67,3 +67,10 @@ def test_example_finetune_recipe_is_the_builtin():
     assert example.stages == builtin.stages
     for setting in ("members", "estimate", "boosting_weight", "boosting_low_fidelity"):
         assert getattr(example, setting) == getattr(builtin, setting), setting
+
+
+def test_finetune_example_beats_the_shipped_member_on_half_heuslers(tmp_path):
+    printed = run("finetune_shipped.py", "--n-train", "20", "--epochs", "2", "--out", str(tmp_path / "ft"))
+    shipped = float(printed.split("as shipped:")[1].split()[0])
+    tuned = float(printed.split("half-Heuslers:")[1].split()[0])
+    assert "fine-tuned on 20" in printed and tuned < shipped
