@@ -89,3 +89,11 @@ def test_plugin_backbone_recipe_and_model_are_visible(installed_plugin, tmp_path
         == 0
     )
     assert len(matgl_ltc.load_model(out)) == 2
+    # a plugin's model is a starting point like a shipped one
+    from matgl_ltc.model import model_folders
+
+    tuned = tmp_path / "tuned"
+    argv = ["train", "--dataset", "hh143", "--from-model", "tiny-ltc", "--epochs", "1", "--batch-size", "64"]
+    assert main([*argv, "--out", str(tuned), "--no-progress"]) == 0
+    meta = json.loads((tuned / "model" / "model.json").read_text())["metadata"]
+    assert meta["initialised_from"] == str(model_folders("tiny-ltc")[0]) and meta["dataset"] == "hh143"
