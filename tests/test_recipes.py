@@ -588,6 +588,17 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
             assert not torch.equal(tuned.head.state_dict()[head], start.head.state_dict()[head])  # trained
     assert run_models(tmp_path / "hh") == model_folders(tmp_path / "hh")
 
+    # packaged into a shareable ensemble: σ recalibrated on held-out residuals, a model card
+    pkg = tmp_path / "pkg"
+    assert main(["package", str(tmp_path / "hh"), "-o", str(pkg), "--name", "hh-tuned"]) == 0
+    packaged = load_model(pkg)
+    calibration = json.loads((pkg / "ensemble.json").read_text())["metadata"]["calibration"]
+    assert len(packaged) == 4 and packaged.sigma_scale == pytest.approx(calibration["sigma_scale"])
+    assert packaged.sigma_scale != 1.0 and calibration["raw"]["n"] == 4 * 29  # each model on its 29 held out
+    card = (pkg / "README.md").read_text()
+    assert card.startswith("# hh-tuned") and "fine-tuned from `LTC-MEGNet-Togo15-hybrid`" in card
+    assert "29 composition/structure descriptors" in card and "2 per split" in card
+
     # fine-tuned on the set the members were trained on, every validation score is on seen data
     with pytest.warns(UserWarning, match="trained on togo15, which holds the formula of 95 of togo15's 95"):
         RecipeRunner(progress=False).run(recipe, togo15, tmp_path / "togo", n_splits=2)

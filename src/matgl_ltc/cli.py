@@ -337,6 +337,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    from .train import package_run
+
+    ensemble = package_run(args.run, args.out, args.name, args.dataset, args.description)
+    print(
+        f"wrote {args.out}: {len(ensemble)} models, σ recalibrated ×{ensemble.sigma_scale:.3f} on held-out "
+        f"residuals; model card {Path(args.out) / 'README.md'}; load it with matgl_ltc.load_model({args.out!r})"
+    )
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .train.reproduce import REPRODUCE_RECIPES, reproduce
 
@@ -562,6 +573,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="also score this point estimate of the members (default: the model's own)",
     )
     evaluate.set_defaults(func=cmd_evaluate)
+
+    package = sub.add_parser(
+        "package",
+        help="a recipe run as a shareable ensemble: calibrated σ and a model card",
+        description="Save a finished recipe run's models as an ensemble folder with σ recalibrated on "
+        "held-out residuals and a model card (README.md); load_model, predict, scan and a plugin's "
+        "PretrainedSpec take it like a shipped model.",
+    )
+    package.add_argument("run", help="a finished recipe run folder")
+    package.add_argument("-o", "--out", required=True, help="the ensemble folder to write")
+    package.add_argument("--name", required=True, help="the model's name")
+    package.add_argument("--description", default="", help="one line for matgl-ltc models and the card")
+    package.add_argument(
+        "--dataset",
+        default=None,
+        help="the run's target set (default: the name it records; a path for a file)",
+    )
+    package.set_defaults(func=cmd_package)
 
     repro = sub.add_parser("reproduce", help="the paper's table: recipes × datasets over 9 splits")
     repro.add_argument("--out", default="runs/reproduce")

@@ -2,6 +2,7 @@
 
 from .fit import PAPER_DEFAULTS, FitResult, TrainingDivergedError, fit, resolve_split
 from .lightning_module import LOSSES, LTCLightningModule
+from .packaging import package_run
 from .recipes import Recipe, Stage, builtin_recipes, resolve_recipe
 from .runner import RecipeRunner, RunResult, run_models, run_recipe, summarize
 
@@ -17,6 +18,7 @@ __all__ = [
     "TrainingDivergedError",
     "builtin_recipes",
     "fit",
+    "package_run",
     "resolve_recipe",
     "resolve_split",
     "run_models",
