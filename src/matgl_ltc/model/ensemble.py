@@ -303,14 +303,7 @@ class LTCEnsemble:
     @classmethod
     def load(cls, path: str | os.PathLike) -> LTCEnsemble:
         folder = Path(path)
-        try:
-            description = json.loads((folder / ENSEMBLE_FILE).read_text())
-        except FileNotFoundError:
-            raise ModelLoadError(f"{folder} is not an ensemble directory (no {ENSEMBLE_FILE})") from None
-        except json.JSONDecodeError as exc:
-            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is corrupted: {exc}") from None
-        if description.get("@class") != "LTCEnsemble" or not description.get("members"):
-            raise ModelLoadError(f"{folder / ENSEMBLE_FILE} does not describe an LTCEnsemble with members")
+        description = read_ensemble_description(folder)
         members = [LTCModel.load(folder / name) for name in description["members"]]
         boosters = [DescriptorBoosting.load(folder / name) for name in description.get("boosters", [])]
         return cls(
@@ -338,3 +331,17 @@ class LTCEnsemble:
         weight = float(recipe.get("boosting_weight", 0.0))
         boosters = [DescriptorBoosting.load(p) for p in run_boosters(run_dir)] if weight else []
         return cls([LTCModel.load(p) for p in paths], sigma_scale, meta, boosters, weight)
+
+
+def read_ensemble_description(folder: str | os.PathLike) -> dict[str, Any]:
+    """An ensemble folder's ``ensemble.json``, checked to describe an LTCEnsemble with members."""
+    folder = Path(folder)
+    try:
+        description = json.loads((folder / ENSEMBLE_FILE).read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{folder} is not an ensemble directory (no {ENSEMBLE_FILE})") from None
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{folder / ENSEMBLE_FILE} is corrupted: {exc}") from None
+    if description.get("@class") != "LTCEnsemble" or not description.get("members"):
+        raise ModelLoadError(f"{folder / ENSEMBLE_FILE} does not describe an LTCEnsemble with members")
+    return description

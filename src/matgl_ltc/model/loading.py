@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from .ensemble import ENSEMBLE_FILE, LTCEnsemble
+from .ensemble import ENSEMBLE_FILE, LTCEnsemble, read_ensemble_description
 from .ltc_model import LTCModel, ModelLoadError
 
 
@@ -36,13 +35,7 @@ def model_folders(name_or_path: str | os.PathLike | None = None) -> list[Path]:
     """
     path = _resolve(name_or_path)
     if (path / ENSEMBLE_FILE).is_file():
-        try:
-            members = json.loads((path / ENSEMBLE_FILE).read_text())["members"]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise ModelLoadError(
-                f"{path / ENSEMBLE_FILE} does not list an ensemble's members: {exc}"
-            ) from None
-        return [path / name for name in members]
+        return [path / name for name in read_ensemble_description(path)["members"]]
     if (path / "model.json").is_file():
         return [path]
     from ..train.runner import run_models
