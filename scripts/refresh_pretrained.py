@@ -28,7 +28,7 @@ from datetime import date
 import numpy as np
 
 from matgl_ltc import LTCEnsemble, load_dataset
-from matgl_ltc.analysis.calibration import blended_held_out, calibrate
+from matgl_ltc.analysis.calibration import calibrate_on_splits
 from matgl_ltc.analysis.metrics import regression_metrics
 from matgl_ltc.data import random_splits
 from matgl_ltc.data.descriptors import descriptor_matrix
@@ -71,11 +71,9 @@ def main() -> None:
 
     members = ensemble.predict_graphs(data.graph_cache(ensemble.cutoff, True).graphs)
     boosted = np.stack([10 ** b.predict_log10(x) for b in boosters], axis=1)
-    masks = np.zeros_like(members, dtype=bool)
     scores: dict[str, dict[str, list[float]]] = {}
     for k, split in enumerate(splits):
         val = data.indices(split.validation)
-        masks[val, k] = True
         alone = members[val, k : k + 1]
         for name, kappa in {
             "member alone": alone[:, 0],
@@ -84,8 +82,10 @@ def main() -> None:
         }.items():
             for metric, value in regression_metrics(data.labels[val], kappa).items():
                 scores.setdefault(name, {}).setdefault(metric, []).append(value)
-    blended = blended_held_out(members, boosted, range(len(splits)), args.weight)
-    calibration = calibrate(members, data.labels, masks, held_out=blended)
+    validation = [data.indices(split.validation) for split in splits]
+    calibration = calibrate_on_splits(
+        members, data.labels, validation, range(len(splits)), boosted, args.weight
+    )
 
     reference = scores["member alone"]
     print(f"{args.dataset}: each member on its own validation split, mean over {len(splits)} splits")

@@ -88,3 +88,23 @@ def calibrate(
         "raw": uncertainty_report(residual, sigma),
         "calibrated": uncertainty_report(residual, sigma * scale),
     }
+
+
+def calibrate_on_splits(
+    members: np.ndarray,
+    true: np.ndarray,
+    validation: Sequence[np.ndarray],
+    split_of: Sequence[int],
+    boosted: np.ndarray | None = None,
+    weight: float = 0.0,
+) -> dict[str, Any]:
+    """:func:`calibrate` for an ensemble whose member j was trained on split ``split_of[j]``.
+
+    ``validation[k]`` holds split k's validation indices; ``boosted`` (structures × splits), if
+    given, is each split's booster κ, blended into what split k predicts with ``weight``.
+    """
+    masks = np.zeros(np.shape(members), dtype=bool)
+    for j, k in enumerate(split_of):
+        masks[validation[k], j] = True
+    held_out = None if boosted is None else blended_held_out(members, boosted, split_of, weight)
+    return calibrate(members, true, masks, held_out)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.calibration import blended_held_out, calibrate
+from ..analysis.calibration import calibrate_on_splits
 from ..data.datasets import LTCDataset, load_dataset
 from ..model.ensemble import LTCEnsemble
 
@@ -54,19 +54,18 @@ def package_run(
     splits = json.loads((run / "splits.json").read_text())
     per_split = len(ensemble) // len(splits)  # a split's seed members are consecutive (run_models)
     split_of = [j // per_split for j in range(len(ensemble))]
-    masks = np.zeros((len(data), len(ensemble)), dtype=bool)
     for j, member in enumerate(ensemble.members):
-        split = splits[split_of[j]]
-        masks[data.indices(split["validation"]), j] = True
-        member.metadata["train_elements"] = data.elements(data.indices(split["train"]))
+        member.metadata["train_elements"] = data.elements(data.indices(splits[split_of[j]]["train"]))
     graphs = data.graph_cache(ensemble.cutoff, ensemble.uses_descriptors).graphs
     members = ensemble.predict_graphs(graphs)
-    held_out = None
+    boosted = None
     if ensemble.boosters:  # split k predicts its members blended with its booster
         x = np.concatenate([g.descriptors.numpy() for g in graphs])
         boosted = np.stack([10 ** b.predict_log10(x) for b in ensemble.boosters], axis=1)
-        held_out = blended_held_out(members, boosted, split_of, ensemble.boosting_weight)
-    calibration = calibrate(members, data.labels, masks, held_out)
+    validation = [data.indices(split["validation"]) for split in splits]
+    calibration = calibrate_on_splits(
+        members, data.labels, validation, split_of, boosted, ensemble.boosting_weight
+    )
     ensemble.sigma_scale = calibration["sigma_scale"]
     ensemble.metadata = {
         "name": name,
