@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from boosting import booster_predictions
 
 from matgl_ltc import load_dataset, load_model
 from matgl_ltc.analysis.metrics import regression_metrics
@@ -48,7 +49,6 @@ from matgl_ltc.analysis.plots import read_csv_rows
 from matgl_ltc.data import Split, random_splits
 from matgl_ltc.data.descriptors import descriptor_matrix
 from matgl_ltc.model import point_estimate
-from matgl_ltc.model.boosting import DescriptorBoosting
 from matgl_ltc.pretrained import DEFAULT_MODEL
 from matgl_ltc.train import Recipe, RecipeRunner, Stage, resolve_recipe
 from matgl_ltc.train.recipes import FAST_TARGET
@@ -99,17 +99,11 @@ def scores_of_predictions(dataset, splits: list[Split], predict) -> dict[str, li
 
 
 def agl_trees(dataset):
-    """``(split, validation indices) → κ`` of trees fitted on the split's training part beside AGL."""
+    """``(split, validation indices) → κ`` of trees fitted on the split's training part beside AGL
+    (:func:`boosting.booster_predictions`, the boosted benchmarks' trees)."""
     agl = load_dataset("aflow_agl")
-    low = (descriptor_matrix(agl.atoms), np.log10(agl.labels))
-    x = descriptor_matrix(dataset.atoms)
-
-    def predict(split: Split, val: np.ndarray) -> np.ndarray:
-        train = dataset.indices(split.train)
-        booster = DescriptorBoosting.fit(x[train], np.log10(dataset.labels[train]), low_fidelity=low)
-        return 10 ** booster.predict_log10(x[val])
-
-    return predict
+    boosted_of = booster_predictions(dataset.name, (descriptor_matrix(agl.atoms), np.log10(agl.labels)))
+    return lambda split, val: boosted_of(split, [dataset.ids[i] for i in val])
 
 
 def run_folder(start: str, n: int, dataset: str, seed: int) -> Path:
