@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import warnings
 
 import ase.io
 import numpy as np
@@ -21,6 +22,7 @@ from matgl_ltc.data.descriptors import (
     structure_descriptors,
 )
 from matgl_ltc.data.graphs import collate_graphs
+from matgl_ltc.model import UnboundedDescriptorsWarning
 from matgl_ltc.screening import scan
 from matgl_ltc.train import fit
 
@@ -116,6 +118,17 @@ def test_hybrid_fit_save_load_and_scan(tmp_path, togo15, shared_dir, eform_model
     with pytest.warns(UserWarning, match="training range"):
         unbounded = LTCModel.load(old)
     assert torch.isinf(unbounded.descriptor_max).all() and torch.isinf(unbounded.descriptor_min).all()
+    assert loaded.clips_descriptors and not unbounded.clips_descriptors
+    # an ensemble of such models says so once, with how many, not once per member
+    old_ensemble = tmp_path / "old-ensemble"
+    LTCEnsemble([loaded, loaded, eform_model]).save(old_ensemble)
+    for name in ("member_0", "member_1"):
+        shutil.copy(old / "state.pt", old_ensemble / name / "state.pt")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        LTCEnsemble.load(old_ensemble)
+    said = [str(w.message) for w in caught if issubclass(w.category, UnboundedDescriptorsWarning)]
+    assert len(said) == 1 and "2 of its 3 models" in said[0] and str(old_ensemble) in said[0]
     frames = ase.io.read(shared_dir / "data" / "mp_stable_scan.extxyz", ":24")
     frames = [a for a in frames if a.info["id"] != "mp-862690"]  # no edge at 4 Å
     np.testing.assert_allclose(loaded.predict(frames), result.model.predict(frames), rtol=1e-5)

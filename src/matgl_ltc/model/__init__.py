@@ -9,7 +9,7 @@ from .backbones import (
 )
 from .ensemble import ESTIMATES, EnsemblePrediction, LTCEnsemble, point_estimate
 from .loading import list_models, load_model, model_folders
-from .ltc_model import LTCModel, ModelLoadError
+from .ltc_model import LTCModel, ModelLoadError, UnboundedDescriptorsWarning
 
 __all__ = [
     "ESTIMATES",
@@ -19,6 +19,7 @@ __all__ = [
     "LTCModel",
     "ModelLoadError",
     "PretrainedWeightsError",
+    "UnboundedDescriptorsWarning",
     "builtin_backbones",
     "list_models",
     "load_model",

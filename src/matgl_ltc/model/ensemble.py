@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,12 @@ from torch_geometric.data import Data
 from ..data.graphs import batch_indices, collate_graphs, structure_graph
 from .boosting import DescriptorBoosting
 from .fast_megnet import bond_features, same_bond_expansion
-from .ltc_model import LTCModel, ModelLoadError
+from .ltc_model import (
+    UNBOUNDED_DESCRIPTORS_ADVICE,
+    LTCModel,
+    ModelLoadError,
+    UnboundedDescriptorsWarning,
+)
 
 ENSEMBLE_FILE = "ensemble.json"
 #: Ways to turn k member predictions into one κ per structure (see :func:`point_estimate`).
@@ -304,7 +310,7 @@ class LTCEnsemble:
     def load(cls, path: str | os.PathLike) -> LTCEnsemble:
         folder = Path(path)
         description = read_ensemble_description(folder)
-        members = [LTCModel.load(folder / name) for name in description["members"]]
+        members = load_members([folder / name for name in description["members"]], folder)
         boosters = [DescriptorBoosting.load(folder / name) for name in description.get("boosters", [])]
         return cls(
             members,
@@ -330,7 +336,23 @@ class LTCEnsemble:
             meta["estimate"] = recipe["estimate"]
         weight = float(recipe.get("boosting_weight", 0.0))
         boosters = [DescriptorBoosting.load(p) for p in run_boosters(run_dir)] if weight else []
-        return cls([LTCModel.load(p) for p in paths], sigma_scale, meta, boosters, weight)
+        return cls(load_members(paths, run_dir), sigma_scale, meta, boosters, weight)
+
+
+def load_members(paths: Sequence[str | os.PathLike], where: str | os.PathLike) -> list[LTCModel]:
+    """Load an ensemble's models, warning once for all of them, not once per member, about those
+    saved without their descriptors' range."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnboundedDescriptorsWarning)
+        members = [LTCModel.load(p) for p in paths]
+    unbounded = sum(m.uses_descriptors and not m.clips_descriptors for m in members)
+    if unbounded:
+        warnings.warn(
+            f"{where}: {unbounded} of its {len(members)} models were {UNBOUNDED_DESCRIPTORS_ADVICE}",
+            UnboundedDescriptorsWarning,
+            stacklevel=3,
+        )
+    return members
 
 
 def read_ensemble_description(folder: str | os.PathLike) -> dict[str, Any]:

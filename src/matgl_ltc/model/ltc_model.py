@@ -31,6 +31,19 @@ class ModelLoadError(RuntimeError):
     """A model directory is missing, corrupted, or holds something other than an LTC model."""
 
 
+class UnboundedDescriptorsWarning(UserWarning):
+    """A hybrid model saved without its descriptors' training range: nothing clips them.
+
+    Its own class so that an ensemble can say it once for all its members."""
+
+
+UNBOUNDED_DESCRIPTORS_ADVICE = (
+    "saved before matgl-ltc recorded the descriptors' training range, so descriptors outside it "
+    "are not clipped and predictions for structures unlike the training set (e.g. large cells) can "
+    "be far off; retrain, or set the range with fit_descriptor_range(training descriptors) and save"
+)
+
+
 def _truncate_output_proj(megnet: MEGNet) -> int:
     """Drop the final 16→1 layer of MEGNet's ``output_proj``; return the embedding width.
 
@@ -160,6 +173,12 @@ class LTCModel(nn.Module):
     @property
     def uses_descriptors(self) -> bool:
         return self.n_descriptors > 0
+
+    @property
+    def clips_descriptors(self) -> bool:
+        """Whether a hybrid model knows its descriptors' training range (models saved before
+        matgl-ltc recorded it do not)."""
+        return self.uses_descriptors and not bool(torch.isinf(self.descriptor_min).all())
 
     def fit_descriptor_scaler(self, descriptors: np.ndarray) -> None:
         """Standardize the descriptors with these (training-split) statistics and keep their range
@@ -361,12 +380,7 @@ class LTCModel(nn.Module):
         kwargs = description.get("kwargs", {})
         if kwargs.get("n_descriptors") and "descriptor_min" not in state:
             warnings.warn(
-                f"{folder} was saved before matgl-ltc recorded the descriptors' training range, so "
-                "descriptors outside it are not clipped and predictions for structures unlike the "
-                "training set (e.g. large cells) can be far off; retrain, or set the range with "
-                "fit_descriptor_range(training descriptors) and save",
-                UserWarning,
-                stacklevel=2,
+                f"{folder} was {UNBOUNDED_DESCRIPTORS_ADVICE}", UnboundedDescriptorsWarning, stacklevel=2
             )
             n = int(kwargs["n_descriptors"])
             state = {
