@@ -603,6 +603,20 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     with pytest.warns(UserWarning, match="trained on togo15, which holds the formula of 95 of togo15's 95"):
         RecipeRunner(progress=False).run(recipe, togo15, tmp_path / "togo", n_splits=2)
 
+    # replaying the set the shipped members learnt, so that fine-tuning does not overwrite it
+    replaying = Recipe(
+        "finetune-replay",
+        (Stage("target", init="model:LTC-MEGNet-Togo15-hybrid", replay="togo15", **TINY),),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Togo15 formula among the half-Heuslers
+        RecipeRunner(progress=False).run(replaying, "hh143", tmp_path / "hh-replay", n_splits=1)
+    settings = json.loads((tmp_path / "hh-replay" / "split_0" / "target" / "metrics.json").read_text())
+    assert settings["settings"]["replay"] == "togo15" and settings["settings"]["replay_size"] == 95
+    assert settings["split"]["n_train"] == 114  # the replayed structures train, they are not the split's
+    with pytest.warns(UserWarning, match="the stage replays togo15, which holds the formula of 95 of"):
+        RecipeRunner(progress=False).run(replaying, togo15, tmp_path / "togo-replay", n_splits=1)
+
     # one model from the command line: --split-index 10 of a 9-member ensemble starts from member 1
     argv = ["train", "--dataset", "hh143", "--from-model", "LTC-MEGNet-Togo15-hybrid", "--split-index", "10"]
     assert (

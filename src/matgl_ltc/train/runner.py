@@ -328,9 +328,11 @@ class RecipeRunner:
         save_splits(target_splits, out / "splits.json")
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
         for stage in recipe.stages:
+            data = target if stage.is_target else self.dataset(stage.dataset)
             if stage.init_kind == "model":
-                data = target if stage.is_target else self.dataset(stage.dataset)
                 warn_if_seen(self._starting_models(stage.init_ref)[0], data, stage.init_ref, self.dataset)
+            if stage.replay:
+                warn_if_replayed(self.dataset(stage.replay), data)
 
         per_split = []
         places = _RunPlaces(out, cache, len(target_splits), set())
@@ -444,17 +446,25 @@ def warn_if_seen(
     from ..plugins import available_datasets
 
     trained_on = json.loads((Path(start) / "model.json").read_text()).get("metadata", {}).get("dataset")
-    if not trained_on or trained_on not in available_datasets():
-        return
-    seen = set(_formulas(load(trained_on)))
+    if trained_on and trained_on in available_datasets():
+        _warn_if_shared(load(trained_on), data, f"{label or start} was trained on {trained_on}")
+
+
+def warn_if_replayed(replay: LTCDataset, data: LTCDataset) -> None:
+    """Warn when a stage's replay set shares formulas with the set it trains on: replayed in every
+    epoch, those structures are no longer held out by the validation part."""
+    _warn_if_shared(replay, data, f"the stage replays {replay.name}")
+
+
+def _warn_if_shared(source: LTCDataset, data: LTCDataset, said: str) -> None:
+    seen = set(_formulas(source))
     shared = sum(f in seen for f in _formulas(data))
     if shared:
         warnings.warn(
-            f"{label or start} was trained on {trained_on}, which holds the formula of {shared} of "
-            f"{data.name}'s {len(data)} structures: fine-tuned on {data.name}, its validation "
-            "scores on those are not held out",
+            f"{said}, which holds the formula of {shared} of {data.name}'s {len(data)} structures: "
+            "their validation scores are not held out",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
 
