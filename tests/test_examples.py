@@ -74,3 +74,13 @@ def test_finetune_example_beats_the_shipped_member_on_half_heuslers(tmp_path):
     shipped = float(printed.split("as shipped:")[1].split()[0])
     tuned = float(printed.split("half-Heuslers:")[1].split()[0])
     assert "fine-tuned on 20" in printed and tuned < shipped
+
+
+def test_example_replay_recipe_is_the_builtin():
+    from matgl_ltc.train import resolve_recipe
+
+    example = resolve_recipe(EXAMPLES / "recipes" / "finetune-shipped-replay.toml")
+    builtin = resolve_recipe("finetune-shipped-replay")
+    assert example.stages == builtin.stages and example.stages[0].replay == "togo15"
+    for setting in ("members", "estimate", "boosting_weight", "boosting_low_fidelity"):
+        assert getattr(example, setting) == getattr(builtin, setting), setting

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -95,6 +96,9 @@ def test_builtin_recipes_follow_the_paper():
     finetune = recipes["finetune-shipped"]
     assert [s.init for s in finetune.stages] == ["model:LTC-MEGNet-Togo15-hybrid"]
     assert (finetune.boosting_weight, finetune.boosting_low_fidelity) == (0.4, "aflow_agl")
+    replaying = recipes["finetune-shipped-replay"]
+    assert replaying.stages == tuple(dataclasses.replace(s, replay="togo15") for s in finetune.stages)
+    assert (replaying.boosting_weight, replaying.boosting_low_fidelity) == (0.4, "aflow_agl")
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
         assert (stage.epochs, stage.batch_size, stage.lr, stage.n_splits) == (300, 8, 1e-3, None)
@@ -604,9 +608,11 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
         RecipeRunner(progress=False).run(recipe, togo15, tmp_path / "togo", n_splits=2)
 
     # replaying the set the shipped members learnt, so that fine-tuning does not overwrite it
+    # and the blend's trees learn from the replayed structures too
     replaying = Recipe(
         "finetune-replay",
         (Stage("target", init="model:LTC-MEGNet-Togo15-hybrid", replay="togo15", **TINY),),
+        boosting_weight=0.4,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no Togo15 formula among the half-Heuslers
@@ -614,6 +620,9 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     settings = json.loads((tmp_path / "hh-replay" / "split_0" / "target" / "metrics.json").read_text())
     assert settings["settings"]["replay"] == "togo15" and settings["settings"]["replay_size"] == 95
     assert settings["split"]["n_train"] == 114  # the replayed structures train, they are not the split's
+    trees = DescriptorBoosting.load(tmp_path / "hh-replay" / "split_0" / "boosting")
+    assert trees.metadata["replay"] == {"dataset": "togo15", "n_train": 95}
+    assert trees.metadata["n_train"] == 114 + 95
     with pytest.warns(UserWarning, match="the stage replays togo15, which holds the formula of 95 of"):
         RecipeRunner(progress=False).run(replaying, togo15, tmp_path / "togo-replay", n_splits=1)
 

@@ -320,6 +320,13 @@ def check_trained(
         )
 
 
+def replay_indices(n_replay: int, replay_size: int, seed: int, split_index: int) -> np.ndarray:
+    """Which structures of a replay set of ``n_replay`` split ``split_index`` replays: all of them for
+    ``replay_size`` <= 0, else a seeded choice of that many."""
+    n = n_replay if replay_size <= 0 else min(replay_size, n_replay)
+    return np.sort(np.random.default_rng(seed + split_index).choice(n_replay, size=n, replace=False))
+
+
 def _training_data(
     model: LTCModel,
     dataset: LTCDataset,
@@ -338,8 +345,8 @@ def _training_data(
     other = load_dataset(replay) if isinstance(replay, str) else replay
     if not other.is_labelled:
         raise ValueError(f"replay set {other.name!r} has unlabelled structures")
-    n = len(other) if replay_size <= 0 else min(replay_size, len(other))
-    pick = np.sort(np.random.default_rng(seed + split.index).choice(len(other), size=n, replace=False))
+    pick = replay_indices(len(other), replay_size, seed, split.index)
+    n = len(pick)
     # one batch cannot mix graphs with and without descriptors (a hybrid model trained earlier in
     # this process may have described either set): describe both or neither
     other_graphs = other.graph_cache(model.cutoff).graphs

@@ -33,7 +33,7 @@ from ..data.splits import Split, load_splits, random_splits, save_splits
 from ..model.boosting import BOOSTING_JSON, DescriptorBoosting
 from ..model.loading import model_folders
 from ..model.ltc_model import LTCModel
-from .fit import fit
+from .fit import fit, replay_indices
 from .members import ENSEMBLE_FOLDER, member_chain, member_folders, member_stages, score_members
 from .recipes import Recipe, Stage, resolve_recipe, stage_fingerprint
 
@@ -245,30 +245,50 @@ class RecipeRunner:
         return x
 
     def _ensure_boosting(
-        self, data: LTCDataset, split: Split, folder: Path, low_fidelity: str = ""
+        self,
+        data: LTCDataset,
+        split: Split,
+        folder: Path,
+        low_fidelity: str = "",
+        replay: Stage | None = None,
     ) -> dict[str, float]:
         """Fit the split's descriptor booster into ``folder`` unless it is there; its validation κ by id.
 
-        ``low_fidelity`` names a dataset the booster also learns from, at fidelity 0.
+        ``low_fidelity`` names a dataset the booster also learns from, at fidelity 0. ``replay``, a
+        target stage that replays a set at its own fidelity, makes the booster learn from the
+        structures that stage replays too, beside the split's training part: the blend then keeps
+        what the members keep.
         """
         x = self._descriptor_matrix(data)
         val = data.indices(split.validation)
+        replayed = replay.replay if replay is not None and replay.replay else ""
         if (folder / BOOSTING_JSON).is_file():
             booster = DescriptorBoosting.load(folder)
             fitted_with = booster.metadata.get("low_fidelity", {}).get("dataset", "")
-            if booster.multi_fidelity == bool(low_fidelity) and fitted_with == low_fidelity:
+            replayed_with = booster.metadata.get("replay", {}).get("dataset", "")
+            if (booster.multi_fidelity, fitted_with, replayed_with) == (
+                bool(low_fidelity),
+                low_fidelity,
+                replayed,
+            ):
                 return dict(zip([data.ids[i] for i in val], 10 ** booster.predict_log10(x[val])))
             shutil.rmtree(folder)  # fitted for another recipe setting: fit again
         self.log(f"  boosting: {data.name} split {split.index} → {folder}")
         start = time.perf_counter()
         train = data.indices(split.train)
+        rows, log10_kappa = x[train], np.log10(data.labels[train])
+        if replayed:
+            other = self.dataset(replayed)
+            pick = replay_indices(len(other), replay.replay_size, replay.seed, split.index)
+            rows = np.vstack([rows, self._descriptor_matrix(other)[pick]])
+            log10_kappa = np.r_[log10_kappa, np.log10(other.labels[pick])]
         low = None
         if low_fidelity:
             low_data = self.dataset(low_fidelity)
             low = (self._descriptor_matrix(low_data), np.log10(low_data.labels))
-        booster = DescriptorBoosting.fit(
-            x[train], np.log10(data.labels[train]), low_fidelity=low, low_fidelity_name=low_fidelity
-        )
+        booster = DescriptorBoosting.fit(rows, log10_kappa, low_fidelity=low, low_fidelity_name=low_fidelity)
+        if replayed:
+            booster.metadata["replay"] = {"dataset": replayed, "n_train": len(pick)}
         kappa = 10 ** booster.predict_log10(x[val])
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -351,7 +371,13 @@ class RecipeRunner:
                 boosted = None
                 if recipe.boosting_weight:
                     folder = out / f"split_{k}" / BOOSTING_FOLDER
-                    boosted = self._ensure_boosting(target, split, folder, recipe.boosting_low_fidelity)
+                    boosted = self._ensure_boosting(
+                        target,
+                        split,
+                        folder,
+                        recipe.boosting_low_fidelity,
+                        _replayed_alike(recipe.stages[-1]),
+                    )
                     places.used.add(folder)
                 final = score_members(out / f"split_{k}", recipe, boosted)
             else:
@@ -433,6 +459,12 @@ def run_boosters(run_dir: str | os.PathLike) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"{run} holds no descriptor booster (no split_*/{BOOSTING_FOLDER})")
     return found
+
+
+def _replayed_alike(stage: Stage) -> Stage | None:
+    """``stage`` if it replays a set at its own fidelity (labels of the same quantity as the target's)."""
+    own = stage.fidelity if stage.fidelity is not None else 0
+    return stage if stage.replay and stage.replay_fidelity == own else None
 
 
 def warn_if_seen(
