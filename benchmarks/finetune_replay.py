@@ -260,13 +260,12 @@ def main() -> None:
                 )
     # the recipes' estimate: the members blended with the AGL trees, as the runner fits them
     for replayed_trees in (False, True):
-        trees = tree_predictions(target, start, replayed_trees) if len(results) > 1 else []
-        for variant in (
-            ("fine-tuned", "fine-tuned + replay") if not replayed_trees else ("fine-tuned + replay",)
-        ):
-            if variant in results:
-                name = f"{variant} + {'replayed ' if replayed_trees else ''}trees"
-                results[name] = blended(results[variant], trees)
+        names = ("fine-tuned + replay",) if replayed_trees else ("fine-tuned", "fine-tuned + replay")
+        present = [variant for variant in names if variant in results]
+        trees = tree_predictions(target, start, replayed_trees) if present else []
+        for variant in present:
+            name = f"{variant} + {'replayed ' if replayed_trees else ''}trees"
+            results[name] = blended(results[variant], trees)
     command = f"python benchmarks/finetune_replay.py --dataset {args.dataset} --seeds " + " ".join(
         map(str, args.seeds)
     )

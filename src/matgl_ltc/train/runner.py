@@ -348,6 +348,8 @@ class RecipeRunner:
         save_splits(target_splits, out / "splits.json")
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
         for stage in recipe.stages:
+            if stage.init_kind != "model" and not stage.replay:
+                continue  # nothing to check (and a cached stage's dataset is not loaded for nothing)
             data = target if stage.is_target else self.dataset(stage.dataset)
             if stage.init_kind == "model":
                 warn_if_seen(self._starting_models(stage.init_ref)[0], data, stage.init_ref, self.dataset)
