@@ -623,6 +623,14 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     trees = DescriptorBoosting.load(tmp_path / "hh-replay" / "split_0" / "boosting")
     assert trees.metadata["replay"] == {"dataset": "togo15", "n_train": 95}
     assert trees.metadata["n_train"] == 114 + 95
+    # the replayed crystals' elements are in the model's domain, and its card says what it replayed
+    tuned = LTCModel.load(tmp_path / "hh-replay" / "split_0" / "target" / "model")
+    assert set(togo15.elements(range(len(togo15)))) <= set(tuned.metadata["train_elements"])
+    assert (
+        main(["package", str(tmp_path / "hh-replay"), "-o", str(tmp_path / "pkg-replay"), "--name", "r"]) == 0
+    )
+    card = (tmp_path / "pkg-replay" / "README.md").read_text()
+    assert "replaying togo15" in card and "Trained on `hh143` (and `togo15`, replayed in every epoch)" in card
     with pytest.warns(UserWarning, match="the stage replays togo15, which holds the formula of 95 of"):
         RecipeRunner(progress=False).run(replaying, togo15, tmp_path / "togo-replay", n_splits=1)
 

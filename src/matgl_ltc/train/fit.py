@@ -142,7 +142,7 @@ def fit(
 
     if fidelity is not None:
         model.state_index = int(fidelity)
-    train_data = _training_data(
+    train_data, replayed_elements = _training_data(
         model, dataset, cache, train_idx, replay, replay_size, replay_fidelity, seed, split
     )
 
@@ -259,8 +259,9 @@ def fit(
             "metrics": metrics["validation"],
             "training": metrics["settings"],
             "best_epoch": kept_epoch,
-            # elements of the (fine-tuning) training split: inputs with others are out of domain
-            "train_elements": dataset.elements(train_idx),
+            # elements of the (fine-tuning) training split and of what it replayed: inputs with
+            # others are out of domain
+            "train_elements": sorted({*dataset.elements(train_idx), *replayed_elements}),
         }
     )
     epoch_predictions = None
@@ -337,11 +338,12 @@ def _training_data(
     replay_fidelity: int,
     seed: int,
     split: Split,
-) -> GraphLabelDataset:
+) -> tuple[GraphLabelDataset, list[str]]:
+    """The split's training structures with the replayed ones, and the replayed ones' elements."""
     graphs = [cache.graphs[i] for i in train_idx]
     labels = dataset.labels[train_idx]
     if replay is None:
-        return GraphLabelDataset(graphs, labels)
+        return GraphLabelDataset(graphs, labels), []
     other = load_dataset(replay) if isinstance(replay, str) else replay
     if not other.is_labelled:
         raise ValueError(f"replay set {other.name!r} has unlabelled structures")
@@ -356,9 +358,10 @@ def _training_data(
         dataset.graph_cache(model.cutoff, descriptors=True)
         other_graphs = other.graph_cache(model.cutoff, descriptors=True).graphs
     fidelity = np.r_[np.full(len(graphs), model.state_index), np.full(n, replay_fidelity)]
-    return GraphLabelDataset(
+    data = GraphLabelDataset(
         graphs + [other_graphs[i] for i in pick], np.r_[labels, other.labels[pick]], fidelity
     )
+    return data, other.elements(pick)
 
 
 def _freeze(model: LTCModel, prefixes: Sequence[str]) -> None:

@@ -104,8 +104,15 @@ def model_card(ensemble: LTCEnsemble, recipe: dict[str, Any], summary: dict[str,
 
     stages = "; ".join(
         f"{s['name']}: {s['dataset']} from {s['init']}, {s['epochs']} epochs, batch {s['batch_size']}, "
-        f"lr {s['lr']}"
+        f"lr {s['lr']}" + (f", replaying {s['replay']}" if s.get("replay") else "")
         for s in recipe["stages"]
+    )
+    # what the final stage replayed at its own fidelity is training data of the final models too
+    last = recipe["stages"][-1]
+    replayed = (
+        f" (and `{last['replay']}`, replayed in every epoch)"
+        if last.get("replay") and last.get("replay_fidelity", 0) == (last.get("fidelity") or 0)
+        else ""
     )
     metrics = "\n".join(f"| {m} | {cell('best_epoch', m)} | {cell('unbiased', m)} |" for m in CARD_METRICS)
     raw, cal = calibration["raw"], calibration["calibrated"]
@@ -161,8 +168,8 @@ held-out residuals of log10 κ ({held_out}).
 ## Intended use and limits
 - Screening and ranking crystals by lattice thermal conductivity at 300 K; a first filter before phonon
   calculations (phono3py), not a replacement for them.
-- Trained on `{dataset}`: predictions for structures unlike it are extrapolations. Elements absent
-  from the fine-tuning set are flagged (`ltc_out_of_domain`), and structures without an edge at
-  4 Å are refused.
+- Trained on `{dataset}`{replayed}: predictions for structures unlike it are extrapolations.
+  Elements absent from the structures it was fine-tuned on are flagged (`ltc_out_of_domain`), and
+  structures without an edge at 4 Å are refused.
 - Typical error is a factor of 10^log10-MAE (see above) on held-out compounds of the same kind.
 """
