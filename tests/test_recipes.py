@@ -644,6 +644,14 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     assert meta["initialised_from"] == str(shipped[1]) and "fine-tuning" in capsys.readouterr().out
     assert main([*argv, "--backbone", "megnet-eform"]) == 2
     assert "drop --backbone" in capsys.readouterr().err
+    # ... and, replaying Togo15 as the recipe does, from the command line too
+    replayed = ["--replay", "togo15", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+    assert main([*argv, *replayed, "--out", str(tmp_path / "one-replay")]) == 0
+    meta = json.loads((tmp_path / "one-replay" / "model" / "model.json").read_text())["metadata"]
+    assert (meta["training"]["replay"], meta["training"]["replay_size"]) == ("togo15", 95)
+    assert "replaying togo15 (95 structures)" in capsys.readouterr().out
+    assert main(["train", "--dataset", "hh143", "--recipe", "finetune-shipped", "--replay", "togo15"]) == 2
+    assert "replay = 'NAME|PATH'" in capsys.readouterr().err
     togo = ["train", "--dataset", "togo15", "--from-model", "LTC-MEGNet-Togo15-hybrid", "--epochs", "1"]
     with pytest.warns(UserWarning, match="LTC-MEGNet-Togo15-hybrid was trained on togo15"):
         assert main([*togo, "--batch-size", "64", "--out", str(tmp_path / "seen"), "--no-progress"]) == 0

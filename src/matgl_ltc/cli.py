@@ -121,6 +121,7 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
         ("--backbone", "backbone", "the recipe's stages name what they start from (init)"),
         ("--split-index", "split_index", "a recipe runs every split (--n-splits, --split-file)"),
         ("--from-model", "from_model", "a recipe stage starts from a model with init = 'model:NAME|PATH'"),
+        ("--replay", "replay", "a recipe stage replays a set with replay = 'NAME|PATH'"),
     ):
         if getattr(args, dest) is not None:
             raise ValueError(f"{option} trains one model and cannot go with --recipe: {instead}")
@@ -167,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_dataset, load_splits
     from .model import LTCModel, model_folders
     from .train import fit
-    from .train.runner import warn_if_seen
+    from .train.runner import warn_if_replayed, warn_if_seen
 
     if args.recipe:
         return cmd_train_recipe(args)
@@ -198,6 +199,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         model = LTCModel.from_backbone(args.backbone, head_hidden=args.head_hidden, seed=args.seed)
         label, what = args.backbone, f"{args.backbone} + head {args.head_hidden}"
+    replay = None
+    if args.replay:
+        replay = load_dataset(args.replay)
+        warn_if_replayed(replay, dataset)
+        what += f", replaying {replay.name} ({len(replay)} structures)"
     out = Path(args.out or f"runs/{dataset.name}-{label}-split{args.split_index}")
     args.epochs = args.epochs_override or 300
     print(
@@ -218,6 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep=args.keep,
         monitor=args.monitor,
         descriptors=args.descriptors,
+        replay=replay,
         out_dir=out,
         progress=not args.no_progress,
         accelerator=args.accelerator,
@@ -439,6 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME|PATH",
         help="fine-tune a shipped or saved model instead of a fresh backbone (one model only; of an "
         "ensemble or run of n models, model k mod n for --split-index k; in a recipe: init = 'model:...')",
+    )
+    train.add_argument(
+        "--replay",
+        metavar="DATASET",
+        help="also train on every structure of this labelled set in every epoch, e.g. togo15 with "
+        "--from-model LTC-MEGNet-Togo15-hybrid, so that fine-tuning keeps what the model knew (one "
+        "model only; in a recipe: replay = 'NAME|PATH')",
     )
     train.add_argument("--split-file", help='JSON {"train": [ids], "validation": [ids]} or a list of them')
     train.add_argument(
