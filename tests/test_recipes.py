@@ -422,6 +422,11 @@ def test_cli_recipe_from_file_and_evaluate(tmp_path, capsys):
     assert evaluation["ensemble"]["estimate"] == "min_mape"  # the run's own estimate
     assert evaluation["ensemble"]["mape"] != evaluation["ensemble_mean"]["mape"]
     assert "ensemble min_mape prediction" in capsys.readouterr().out
+    assert evaluation["seen"] == {}  # trained on Togo15: no half-Heusler seen
+    # MIX holds Togo15: those 95 scores are training fits, and evaluate says so
+    with pytest.warns(UserWarning, match="trained on togo15, which holds the formula of 95 of mix's 238"):
+        assert main(["evaluate", str(out), "--dataset", "mix", "--out", str(tmp_path / "ev-mix.json")]) == 0
+    assert json.loads((tmp_path / "ev-mix.json").read_text())["seen"] == {"togo15": 95}
 
 
 def quick_hybrid_train_argv(tmp_path, out) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,9 @@ def evaluate(
     ``ensemble_mean`` scores the members' mean (mTC); ``ensemble`` scores ``estimate``
     (default: the ensemble's own, :attr:`LTCEnsemble.default_estimate`), with the ensemble's
     descriptor boosters in it if it has them; ``boosting`` then scores the boosters alone.
+    ``seen`` counts, per registered set the members were trained on (or replayed), the structures
+    of ``dataset`` whose formula it holds; there is a warning when any are, since scores on them
+    are not held out (a run's held-out scores are in its summary).
     """
     ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
     estimate = estimate or ensemble.default_estimate
@@ -46,7 +50,31 @@ def evaluate(
         },
         "per_member": per_member,
     }
+    result["seen"] = seen_in_training(ensemble, dataset)
+    for name, shared in result["seen"].items():
+        warnings.warn(
+            f"the models were trained on {name}, which holds the formula of {shared} of "
+            f"{dataset.name}'s {len(dataset)} structures: their scores here are not held out",
+            UserWarning,
+            stacklevel=2,
+        )
     if prediction.boosted is not None:  # the boosters alone, to see what they add
         result["boosting_weight"] = prediction.boosting_weight
         result["boosting"] = regression_metrics(dataset.labels, prediction.boosted)
     return result
+
+
+def seen_in_training(ensemble: LTCEnsemble, dataset: LTCDataset) -> dict[str, int]:
+    """Per registered set the members trained on or replayed: how many of ``dataset``'s structures
+    have a formula it holds."""
+    from ..data import load_dataset
+    from ..plugins import available_datasets
+
+    registered = available_datasets()
+    names = set()
+    for member in ensemble.members:
+        names |= {member.metadata.get("dataset"), (member.metadata.get("training") or {}).get("replay")}
+    shared = {
+        name: dataset.count_shared_formulas(load_dataset(name)) for name in sorted(names & set(registered))
+    }
+    return {name: n for name, n in shared.items() if n}

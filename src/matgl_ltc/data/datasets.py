@@ -73,6 +73,12 @@ class LTCDataset:
     def formulas(self) -> list[str]:
         return [reduced_formula(a) for a in self.atoms]
 
+    def count_shared_formulas(self, other: LTCDataset) -> int:
+        """How many of these structures have a formula ``other`` holds: a model trained on ``other``
+        has seen them (or a polymorph of them), so its scores on them are not held out."""
+        seen = set(other.formulas)
+        return sum(f in seen for f in self.formulas)
+
     def indices(self, ids: Sequence[str]) -> np.ndarray:
         """Positions of ``ids``; an unknown id is an error naming it."""
         missing = [i for i in ids if i not in self._index]

@@ -491,8 +491,7 @@ def warn_if_replayed(replay: LTCDataset, data: LTCDataset) -> None:
 
 
 def _warn_if_shared(source: LTCDataset, data: LTCDataset, said: str) -> None:
-    seen = set(_formulas(source))
-    shared = sum(f in seen for f in _formulas(data))
+    shared = data.count_shared_formulas(source)
     if shared:
         warnings.warn(
             f"{said}, which holds the formula of {shared} of {data.name}'s {len(data)} structures: "
@@ -500,7 +499,3 @@ def _warn_if_shared(source: LTCDataset, data: LTCDataset, said: str) -> None:
             UserWarning,
             stacklevel=3,
         )
-
-
-def _formulas(data: LTCDataset) -> list[str]:
-    return [atoms.get_chemical_formula(empirical=True) for atoms in data.atoms]
