@@ -634,6 +634,7 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     assert (
         main(["package", str(tmp_path / "hh-replay"), "-o", str(tmp_path / "pkg-replay"), "--name", "r"]) == 0
     )
+    assert "O" in load_model(tmp_path / "pkg-replay").train_elements  # no half-Heusler holds oxygen
     card = (tmp_path / "pkg-replay" / "README.md").read_text()
     assert "replaying togo15" in card and "Trained on `hh143` (and `togo15`, replayed in every epoch)" in card
     with pytest.warns(UserWarning, match="the stage replays togo15, which holds the formula of 95 of"):

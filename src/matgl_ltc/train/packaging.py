@@ -54,8 +54,9 @@ def package_run(
     splits = json.loads((run / "splits.json").read_text())
     per_split = len(ensemble) // len(splits)  # a split's seed members are consecutive (run_models)
     split_of = [j // per_split for j in range(len(ensemble))]
-    for j, member in enumerate(ensemble.members):
-        member.metadata["train_elements"] = data.elements(data.indices(splits[split_of[j]]["train"]))
+    for j, member in enumerate(ensemble.members):  # models trained before fit recorded their domain
+        if "train_elements" not in member.metadata:
+            member.metadata["train_elements"] = data.elements(data.indices(splits[split_of[j]]["train"]))
     graphs = data.graph_cache(ensemble.cutoff, ensemble.uses_descriptors).graphs
     members = ensemble.predict_graphs(graphs)
     boosted = None
