@@ -65,15 +65,18 @@ def evaluate(
 
 
 def seen_in_training(ensemble: LTCEnsemble, dataset: LTCDataset) -> dict[str, int]:
-    """Per registered set the members trained on or replayed: how many of ``dataset``'s structures
-    have a formula it holds."""
+    """Per registered set the members trained on or replayed (at their own fidelity: AGL's κ is
+    another quantity): how many of ``dataset``'s structures have a formula it holds."""
     from ..data import load_dataset
     from ..plugins import available_datasets
 
     registered = available_datasets()
     names = set()
     for member in ensemble.members:
-        names |= {member.metadata.get("dataset"), (member.metadata.get("training") or {}).get("replay")}
+        names.add(member.metadata.get("dataset"))
+        training = member.metadata.get("training") or {}
+        if training.get("replay_fidelity", 0) == training.get("fidelity", 0):  # the same quantity
+            names.add(training.get("replay"))
     shared = {
         name: dataset.count_shared_formulas(load_dataset(name)) for name in sorted(names & set(registered))
     }

@@ -348,12 +348,14 @@ class RecipeRunner:
         save_splits(target_splits, out / "splits.json")
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
         for stage in recipe.stages:
-            if stage.init_kind != "model" and not stage.replay:
+            # a replay at another fidelity is another quantity (AGL's κ), as an AFLOW stage is
+            replayed = _replayed_alike(stage)
+            if stage.init_kind != "model" and not replayed:
                 continue  # nothing to check (and a cached stage's dataset is not loaded for nothing)
             data = target if stage.is_target else self.dataset(stage.dataset)
             if stage.init_kind == "model":
                 warn_if_seen(self._starting_models(stage.init_ref)[0], data, stage.init_ref, self.dataset)
-            if stage.replay:
+            if replayed:
                 warn_if_replayed(self.dataset(stage.replay), data)
 
         per_split = []
