@@ -20,6 +20,7 @@ import numpy as np
 from ..analysis.calibration import calibrate_on_splits
 from ..data.datasets import LTCDataset, load_dataset
 from ..model.ensemble import LTCEnsemble
+from .recipes import Recipe
 
 #: metrics of the model card's table, in its order
 CARD_METRICS = ("mape", "median_ape", "mae", "rmse", "r2", "log10_mae", "spearman")
@@ -109,12 +110,8 @@ def model_card(ensemble: LTCEnsemble, recipe: dict[str, Any], summary: dict[str,
         for s in recipe["stages"]
     )
     # what the final stage replayed at its own fidelity is training data of the final models too
-    last = recipe["stages"][-1]
-    replayed = (
-        f" (and `{last['replay']}`, replayed in every epoch)"
-        if last.get("replay") and last.get("replay_fidelity", 0) == (last.get("fidelity") or 0)
-        else ""
-    )
+    last = Recipe.from_dict(recipe).stages[-1]
+    replayed = f" (and `{last.replay}`, replayed in every epoch)" if last.replays_alike else ""
     metrics = "\n".join(f"| {m} | {cell('best_epoch', m)} | {cell('unbiased', m)} |" for m in CARD_METRICS)
     raw, cal = calibration["raw"], calibration["calibrated"]
     first = ensemble.members[0]

@@ -122,6 +122,13 @@ class Stage:
     def is_target(self) -> bool:
         return self.dataset == TARGET
 
+    @property
+    def replays_alike(self) -> bool:
+        """Whether the stage replays a set at its own fidelity: labels of the same quantity as its
+        dataset's, so training data of its models (a replay at another fidelity, AGL's κ, is not)."""
+        own = self.fidelity if self.fidelity is not None else 0
+        return bool(self.replay) and self.replay_fidelity == own
+
     def fit_kwargs(self) -> dict[str, Any]:
         keys = ("epochs", "lr", "batch_size", "min_lr_fraction", "loss", "keep", "weight_decay", "seed")
         return {k: getattr(self, k) for k in (*keys, *_OPTIONAL_DEFAULTS)}

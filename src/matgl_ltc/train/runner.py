@@ -349,7 +349,7 @@ class RecipeRunner:
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
         for stage in recipe.stages:
             # a replay at another fidelity is another quantity (AGL's κ), as an AFLOW stage is
-            replayed = _replayed_alike(stage)
+            replayed = stage.replays_alike
             if stage.init_kind != "model" and not replayed:
                 continue  # nothing to check (and a cached stage's dataset is not loaded for nothing)
             data = target if stage.is_target else self.dataset(stage.dataset)
@@ -380,7 +380,7 @@ class RecipeRunner:
                         split,
                         folder,
                         recipe.boosting_low_fidelity,
-                        _replayed_alike(recipe.stages[-1]),
+                        recipe.stages[-1] if recipe.stages[-1].replays_alike else None,
                     )
                     places.used.add(folder)
                 final = score_members(out / f"split_{k}", recipe, boosted)
@@ -463,12 +463,6 @@ def run_boosters(run_dir: str | os.PathLike) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"{run} holds no descriptor booster (no split_*/{BOOSTING_FOLDER})")
     return found
-
-
-def _replayed_alike(stage: Stage) -> Stage | None:
-    """``stage`` if it replays a set at its own fidelity (labels of the same quantity as the target's)."""
-    own = stage.fidelity if stage.fidelity is not None else 0
-    return stage if stage.replay and stage.replay_fidelity == own else None
 
 
 def warn_if_seen(
