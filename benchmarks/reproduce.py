@@ -7,7 +7,8 @@ Usage::
 Each recipe × dataset cell runs in its own process, so its peak RSS is its own. Writes
 ``benchmarks/out/reproduce/`` (all runs, shared AFLOW stages, ``cells/*.json``),
 ``benchmarks/reproduce-table.md`` and ``benchmarks/out/reproduce.json``. Rerunning resumes:
-finished stages are skipped, and a cell that already has a record is not rerun.
+finished stages are skipped, and a cell that already has a record (in ``cells/`` or in
+``out/reproduce.json``) is not rerun: delete its record to measure it again.
 """
 
 from __future__ import annotations
@@ -83,10 +84,20 @@ def main() -> None:
         run_cell(out, *args.cell, args)
         return
 
+    suffix = "-paper" if args.paper else ""
+    record_json = HERE / "out" / f"reproduce{suffix}.json"
+    # cells recorded by earlier runs stay in the table: their run folders are gitignored and
+    # may be gone, and retraining them would take hours
     cells: dict[tuple[str, str], dict] = {}
+    if record_json.is_file():
+        for key, summary in json.loads(record_json.read_text())["results"].items():
+            recipe, _, dataset = key.rpartition("/")
+            cells[(recipe, dataset)] = summary
     for dataset in args.datasets:
         for recipe in args.recipes:
             record = out / "cells" / f"{recipe}-{dataset}.json"
+            if (recipe, dataset) in cells and not record.is_file():
+                continue
             if not record.is_file():
                 cmd = [sys.executable, __file__, "--cell", recipe, dataset, "--n-splits", str(args.n_splits)]
                 cmd += ["--paper"] if args.paper else []
@@ -98,22 +109,30 @@ def main() -> None:
     figures = HERE / "figures"
     figures.mkdir(exist_ok=True)
     for dataset in args.datasets:
-        runs = {recipe: out / recipe / dataset for recipe in args.recipes}
+        runs = {recipe: out / recipe / dataset for recipe, d in cells if d == dataset}
         # a seed-member recipe's first member has the same curve as its one-member recipe
         single = {r: run for r, run in runs.items() if resolve_recipe(r, paper=args.paper).members == 1}
-        recipes_figure(single, figures / f"recipes-{dataset}.png", f"{dataset}: validation MAPE per epoch")
+        missing = [r for r, run in single.items() if not run.is_dir()]
+        if missing:  # redrawn without them, the figure would lose curves it shows
+            print(f"kept figures/recipes-{dataset}.png: no run folder here for {', '.join(missing)}")
+        else:
+            recipes_figure(
+                single, figures / f"recipes-{dataset}.png", f"{dataset}: validation MAPE per epoch"
+            )
         for recipe, run in runs.items():  # each run's own figures, next to the table
             for name in ("learning_curve", "parity") if recipe in single else ("parity",):
                 if (run / f"{name}.png").exists():
                     shutil.copy(run / f"{name}.png", figures / f"{recipe}-{dataset}-{name}.png")
+    datasets = list(dict.fromkeys(d for _, d in cells))  # rows grouped by dataset, as first met
+    cells = dict(sorted(cells.items(), key=lambda item: datasets.index(item[0][1])))
     md = table_markdown(cells, args.n_splits)
-    suffix = "-paper" if args.paper else ""
     (HERE / f"reproduce-table{suffix}.md").write_text(md)
-    (HERE / "out" / f"reproduce{suffix}.json").write_text(
+    record_json.write_text(
         json.dumps(
             {
                 "paper_mape": PAPER_MAPE,
-                "settings": vars(args),
+                # the cells' shared settings (each run adds or keeps cells, so not its recipe list)
+                "settings": {k: getattr(args, k) for k in ("n_splits", "epochs", "paper")},
                 "results": {f"{r}/{d}": s for (r, d), s in cells.items()},
             },
             indent=1,

@@ -611,7 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument(
         "--recipes",
         nargs="+",
-        help="default: the paper's steps 1-3, its control (aflow-only) and two-stage-hybrid",
+        help="default: the paper's steps 1-3 (scratch, pretrained, two-stage), its control "
+        "(aflow-only) and the two-stage-hybrid family",
     )
     repro.add_argument("--datasets", nargs="+", default=["togo15", "hh143", "mix"])
     repro.add_argument("--n-splits", type=int, default=9)
