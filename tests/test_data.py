@@ -146,6 +146,27 @@ def test_skip_keeps_the_rest_and_names_the_bad(togo15, isolated_atom, rocksalt):
     assert kept.ids == togo15.ids[:5]
 
 
+def test_labels_under_another_key_say_so_and_load_with_label_key(tmp_path, togo15):
+    renamed = [atoms.copy() for atoms in togo15.atoms[:6]]
+    for atoms in renamed:
+        atoms.info["kappa"] = atoms.info.pop("ltc")
+    path = tmp_path / "kappa.extxyz"
+    ase.io.write(path, renamed)
+    with pytest.raises(DatasetValidationError) as info:
+        load_dataset(path)
+    assert all("info has no 'ltc'" in e.detail and "kappa" in e.detail for e in info.value.errors)
+    assert "label_key='KEY'" in str(info.value) and "--label-key" in str(info.value)
+    loaded = load_dataset(path, label_key="kappa")
+    np.testing.assert_allclose(loaded.labels, togo15.labels[:6])
+    # one structure without its label is that structure's problem, not a wrong key
+    del renamed[2].info["kappa"]
+    ase.io.write(path, renamed)
+    with pytest.raises(DatasetValidationError) as info:
+        load_dataset(path, label_key="kappa")
+    assert [e.structure_id for e in info.value.errors] == [togo15.ids[2]]
+    assert "--label-key" not in str(info.value) and "--skip-invalid" in str(info.value)
+
+
 def test_garbage_file_is_reported_not_raised_midstream(tmp_path):
     bad = tmp_path / "garbage.extxyz"
     bad.write_text("this is not\nan extxyz file\n")

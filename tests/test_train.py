@@ -7,6 +7,7 @@ import inspect
 import json
 import warnings
 
+import ase.io
 import lightning as pl
 import numpy as np
 import pytest
@@ -289,6 +290,25 @@ def test_cli_train_leaves_unset_options_at_fits_own_defaults(tmp_path):
 def test_cli_reports_bad_dataset(capsys):
     assert main(["train", "--dataset", "no-such-set", "--epochs", "1", "--no-progress"]) == 2
     assert "no-such-set" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:the models were trained on togo15")
+def test_cli_reads_another_label_key_and_skips_bad_structures_on_request(tmp_path, togo15, capsys):
+    structures = [atoms.copy() for atoms in togo15.atoms[:12]]
+    for atoms in structures:
+        atoms.info["kappa"] = atoms.info.pop("ltc")
+    structures[4].info["kappa"] = -3.0
+    path = tmp_path / "mine.extxyz"
+    ase.io.write(path, structures)
+    argv = ["evaluate", "LTC-MEGNet-Togo15-hybrid", "--dataset", str(path), "--out", str(tmp_path / "e.json")]
+    assert main(argv) == 2
+    assert "info has no 'ltc' (it has formula, kappa" in capsys.readouterr().err
+    assert main([*argv, "--label-key", "kappa"]) == 2  # the negative label stops it ...
+    err = capsys.readouterr().err
+    assert togo15.ids[4] in err and "not positive" in err and "--skip-invalid" in err
+    with pytest.warns(UserWarning, match=f"(?s)skipped 1 invalid structure.*{togo15.ids[4]}"):
+        assert main([*argv, "--label-key", "kappa", "--skip-invalid"]) == 0  # ... unless asked
+    assert json.loads((tmp_path / "e.json").read_text())["n_structures"] == 11
 
 
 def test_fidelity_aware_training_mixes_the_replay_set_and_predicts_at_the_target_fidelity(tmp_path, togo15):

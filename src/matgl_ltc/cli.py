@@ -6,6 +6,7 @@ import argparse
 import inspect
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,29 @@ STAGE_OPTIONS = {
 }
 
 
+def load_labelled(args: argparse.Namespace, source: str) -> Any:
+    """A labelled dataset read as --label-key and --skip-invalid say."""
+    from .data import load_dataset
+
+    return load_dataset(source, label_key=args.label_key, on_invalid="skip" if args.skip_invalid else "raise")
+
+
+def add_label_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("labelled structure files")
+    group.add_argument(
+        "--label-key",
+        default="ltc",
+        metavar="KEY",
+        help="the atoms.info (or ase.db) key holding κ_L in W/m/K (default: ltc)",
+    )
+    group.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="leave out structures MEGNet cannot use or with a bad label, with a warning naming "
+        "them, instead of stopping",
+    )
+
+
 def stage_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The stage settings given on the command line, for every stage of a recipe."""
     overrides = {field: getattr(args, dest) for dest, field in STAGE_OPTIONS.items()}
@@ -114,7 +138,7 @@ def stage_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train_recipe(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .data import load_dataset, load_splits
+    from .data import load_splits
     from .train import RecipeRunner, resolve_recipe
 
     for option, dest, instead in (
@@ -153,7 +177,7 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
                 else args.boosting_low_fidelity
             ),
         )
-    dataset = load_dataset(args.dataset)
+    dataset = load_labelled(args, args.dataset)
     splits = load_splits(args.split_file) if args.split_file else None
     out = Path(args.out or f"runs/{recipe.name}-{dataset.name}")
     runner = RecipeRunner(args.stage_cache, progress=not args.no_progress, **_trainer_options(args))
@@ -165,7 +189,7 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_dataset, load_splits
+    from .data import load_splits
     from .model import LTCModel, model_folders
     from .train import fit
     from .train.runner import warn_if_replayed, warn_if_seen
@@ -179,7 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for dest, default in _one_model_defaults().items():
         if getattr(args, dest) is None:
             setattr(args, dest, default)
-    dataset = load_dataset(args.dataset)
+    dataset = load_labelled(args, args.dataset)
     split: Any = args.split_index
     if args.split_file:
         splits = load_splits(args.split_file)
@@ -201,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         label, what = args.backbone, f"{args.backbone} + head {args.head_hidden}"
     replay = None
     if args.replay:
-        replay = load_dataset(args.replay)
+        replay = load_labelled(args, args.replay)
         warn_if_replayed(replay, dataset)
         what += f", replaying {replay.name} ({len(replay)} structures)"
     out = Path(args.out or f"runs/{dataset.name}-{label}-split{args.split_index}")
@@ -319,10 +343,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .analysis.evaluate import evaluate
-    from .data import load_dataset
     from .model import load_model
 
-    result = evaluate(load_model(args.model), load_dataset(args.dataset), estimate=args.estimate)
+    result = evaluate(load_model(args.model), load_labelled(args, args.dataset), estimate=args.estimate)
     print(
         f"{args.model} on {result['dataset']} ({result['n_structures']} structures, {result['n_members']} model(s))"
     )
@@ -554,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="output folder (default runs/<dataset>-<backbone>-split<k> or runs/<recipe>-<dataset>)"
     )
     _add_trainer_options(train)
+    add_label_options(train)
     train.set_defaults(func=cmd_train)
 
     models = sub.add_parser("models", help="list backbones, datasets and models (built-in and plugins)")
@@ -586,6 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also score this point estimate of the members (default: the model's own)",
     )
+    add_label_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     package = sub.add_parser(
@@ -657,12 +682,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # warnings read as the command's own messages, not as Python source lines
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_: (
+        f"matgl-ltc {args.command}: {category.__name__}: {message}\n"
+    )
     try:
         return int(args.func(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"matgl-ltc {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

@@ -19,7 +19,13 @@ from ase import Atoms
 from .descriptors import attach_descriptors
 from .graphs import GraphCache
 from .readers import iter_structures, reduced_formula
-from .validation import DatasetValidationError, InvalidStructureError, check_label, validate_atoms
+from .validation import (
+    DatasetValidationError,
+    InvalidLabelError,
+    InvalidStructureError,
+    check_label,
+    validate_atoms,
+)
 
 #: Names of the datasets shipped with the package; ``mix`` is ``togo15`` + ``hh143`` as in the paper.
 BUNDLED_DATASETS: dict[str, str] = {
@@ -156,6 +162,21 @@ def load_bundled(name: str) -> list[Atoms]:
     return ase.io.read(str(path), index=":")
 
 
+def _missing_label(info: dict, label_key: str) -> str:
+    others = sorted(str(k) for k in info if k != "id")
+    return f"no label: info has no {label_key!r}" + (f" (it has {', '.join(others)})" if others else "")
+
+
+def _label_key_hint(errors: list[InvalidStructureError], loaded: list[Atoms], label_key: str) -> str:
+    """When no structure carries ``label_key``, the labels are most likely under another name."""
+    if loaded or not all(e.detail.startswith("no label") for e in errors):
+        return ""
+    return (
+        f"None of them has the label {label_key!r}. If κ_L is stored under another key, pass "
+        "label_key='KEY' (matgl-ltc: --label-key KEY)."
+    )
+
+
 def load_dataset(
     source: str | os.PathLike | Sequence[Any] | LTCDataset,
     *,
@@ -221,6 +242,8 @@ def load_dataset(
             assert record.atoms is not None
             validate_atoms(record.atoms, record.id, cutoff=cutoff)
             raw = record.atoms.info.get(label_key)
+            if require_labels and raw is None:
+                raise InvalidLabelError(record.id, "bad-label", _missing_label(record.atoms.info, label_key))
             if require_labels:
                 kappa = check_label(raw, record.id)
             else:
@@ -235,10 +258,10 @@ def load_dataset(
 
     if errors:
         where = str(source) if isinstance(source, (str, os.PathLike)) else label
-        problem = DatasetValidationError(where, errors)
+        problem = DatasetValidationError(where, errors, _label_key_hint(errors, atoms_list, label_key))
         if on_invalid == "raise":
             raise problem
-        warnings.warn(f"skipped {problem}", stacklevel=2)
+        warnings.warn(f"skipped {problem.listing()}", stacklevel=2)
     if not atoms_list:
         raise ValueError(f"dataset {label!r} holds no valid structure")
     return LTCDataset(atoms_list, ids, np.array(labels), label, card)

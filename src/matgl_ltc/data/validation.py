@@ -49,14 +49,21 @@ class DatasetValidationError(ValueError):
 
     source: str
     errors: list[InvalidStructureError] = field(default_factory=list)
+    #: what most likely went wrong, when the errors share one cause (a label under another key)
+    hint: str = ""
 
-    def __str__(self) -> str:
+    def listing(self) -> str:
+        """The bad structures, one per line (the first 20), each with its problem."""
         shown = "\n  ".join(str(e) for e in self.errors[:20])
         more = f"\n  ... and {len(self.errors) - 20} more" if len(self.errors) > 20 else ""
-        return (
-            f"{len(self.errors)} invalid structure(s) in {self.source}:\n  {shown}{more}\n"
-            "Fix or drop them, or pass on_invalid='skip' to leave them out with a warning."
+        return f"{len(self.errors)} invalid structure(s) in {self.source}:\n  {shown}{more}"
+
+    def __str__(self) -> str:
+        advice = self.hint or (
+            "Fix or drop them, or pass on_invalid='skip' (matgl-ltc: --skip-invalid) to leave them "
+            "out with a warning."
         )
+        return f"{self.listing()}\n{advice}"
 
 
 def count_edges(atoms: Atoms, cutoff: float) -> int:
