@@ -73,6 +73,27 @@ def test_cli_predict_prints_the_chosen_estimate(run_dir, ensemble, capsys, estim
     assert float(row.split()[2]) == pytest.approx(expected, rel=1e-3)
 
 
+def test_cli_predict_batches_a_file_and_reports_bad_entries_without_stopping(
+    tmp_path, run_dir, ensemble, togo15, isolated_atom, capsys
+):
+    import ase.io
+
+    from matgl_ltc.cli import main
+
+    good = [atoms.copy() for atoms in togo15.atoms[:6]]
+    path = tmp_path / "mine.extxyz"
+    ase.io.write(path, [*good[:3], isolated_atom, *good[3:]])
+    missing = tmp_path / "nowhere.cif"
+    assert main(["predict", str(path), str(missing), "--model", str(run_dir), "--estimate", "mean"]) == 1
+    captured = capsys.readouterr()
+    rows = {line.split()[0]: line.split() for line in captured.out.splitlines()[2:]}
+    assert list(rows) == togo15.ids[:6]  # in file order, the bad one left out
+    expected = ensemble.predict(good).mean
+    np.testing.assert_allclose([float(rows[i][2]) for i in togo15.ids[:6]], expected, rtol=1e-3)
+    assert "lonely-Cu" in captured.err and "no-edges" in captured.err
+    assert str(missing) in captured.err and "unreadable" in captured.err
+
+
 def test_min_mape_estimate_minimises_percentage_error_under_lognormal_spread():
     rng = np.random.default_rng(1)
     for mu, s in [(1.0, 0.3), (3.0, 0.6), (-0.5, 0.9)]:

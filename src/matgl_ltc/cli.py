@@ -297,9 +297,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .data import InvalidStructureError, iter_structures
-    from .data.readers import reduced_formula
     from .model import LTCEnsemble, load_model
+    from .screening import predict_rows
 
     model = load_model(args.model)
     ensemble = model if isinstance(model, LTCEnsemble) else LTCEnsemble([model])
@@ -320,24 +319,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     status = 0
     print(f"{'id':<28} {'formula':<14} {'κ_L (W/m/K)':>12} {'± σ':>9}  note")
-    for path in files:
-        for record in iter_structures(path):
-            try:
-                if record.error is not None:
-                    raise record.error
-                pred = ensemble.predict([record.atoms])
-            except InvalidStructureError as err:
-                print(f"{record.id:<28} error: {err}", file=sys.stderr)
-                status = 1
-                continue
-            formula = reduced_formula(record.atoms)
-            note = (
-                f"elements unseen in training: {','.join(pred.unseen_elements[0])}"
-                if pred.out_of_domain[0]
-                else ""
-            )
-            kappa = pred.estimate(estimate)[0]
-            print(f"{record.id:<28} {formula:<14} {kappa:>12.4g} {pred.std[0]:>9.3g}  {note}")
+    for row in predict_rows(files, ensemble):
+        if row["error"]:
+            print(f"{row['id']:<28} error: {row['error']}", file=sys.stderr, flush=True)
+            status = 1
+            continue
+        note = f"elements unseen in training: {row['unseen_elements']}" if row["out_of_domain"] else ""
+        kappa = row[f"ltc_{estimate}"]
+        print(
+            f"{row['id']:<28} {row['formula']:<14} {kappa:>12.4g} {row['ltc_std']:>9.3g}  {note}", flush=True
+        )
     return status
 
 

@@ -374,6 +374,24 @@ def scan(
     return summary
 
 
+def predict_rows(
+    inputs: Sequence[Any] | Any, ensemble: LTCEnsemble, batch_size: int = 64, chunk_size: int = 256
+) -> Iterator[dict[str, Any]]:
+    """The rows :func:`scan` would write, in input order, yielded instead of written.
+
+    Structures are predicted a chunk at a time (each batch collated once for every member), so
+    printing a file's predictions costs what scanning it does; a bad structure gets its row with
+    ``error`` set, and an unreadable path one row of its own.
+    """
+    converter = Atoms2Graph(element_types=MEGNET_ELEMENTS, cutoff=ensemble.cutoff)
+    for chunk in _chunks(_all_records(inputs), chunk_size):
+        prepared = _prepare_chunk(
+            chunk, ensemble.cutoff, converter, ensemble.train_elements, ensemble.uses_descriptors
+        )
+        _fill_predictions(prepared, ensemble, batch_size)
+        yield from prepared.rows
+
+
 def _remove_output(out: Path) -> None:
     import shutil
 
