@@ -89,6 +89,6 @@ def test_example_replay_recipe_is_the_builtin():
 
     example = resolve_recipe(EXAMPLES / "recipes" / "finetune-shipped-replay.toml")
     builtin = resolve_recipe("finetune-shipped-replay")
-    assert example.stages == builtin.stages and example.stages[0].replay == "togo15"
+    assert example.stages == builtin.stages and example.stages[0].replay == "start"
     for setting in ("members", "estimate", "boosting_weight", "boosting_low_fidelity"):
         assert getattr(example, setting) == getattr(builtin, setting), setting

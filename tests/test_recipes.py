@@ -97,7 +97,9 @@ def test_builtin_recipes_follow_the_paper():
     assert [s.init for s in finetune.stages] == ["model:LTC-MEGNet-Togo15-hybrid"]
     assert (finetune.boosting_weight, finetune.boosting_low_fidelity) == (0.4, "aflow_agl")
     replaying = recipes["finetune-shipped-replay"]
-    assert replaying.stages == tuple(dataclasses.replace(s, replay="togo15") for s in finetune.stages)
+    assert replaying.stages == tuple(dataclasses.replace(s, replay="start") for s in finetune.stages)
+    with pytest.raises(ValueError, match="name the set to replay"):  # "start" needs a model to read
+        Stage("target", init="backbone:megnet-eform", replay="start")
     assert (replaying.boosting_weight, replaying.boosting_low_fidelity) == (0.4, "aflow_agl")
     paper = {r.name: r for r in builtin_recipes(paper=True)}
     for stage in paper["two-stage"].stages:
@@ -616,7 +618,7 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     # and the blend's trees learn from the replayed structures too
     replaying = Recipe(
         "finetune-replay",
-        (Stage("target", init="model:LTC-MEGNet-Togo15-hybrid", replay="togo15", **TINY),),
+        (Stage("target", init="model:LTC-MEGNet-Togo15-hybrid", replay="start", **TINY),),
         boosting_weight=0.4,
     )
     with warnings.catch_warnings():
@@ -624,6 +626,8 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
         RecipeRunner(progress=False).run(replaying, "hh143", tmp_path / "hh-replay", n_splits=1)
     settings = json.loads((tmp_path / "hh-replay" / "split_0" / "target" / "metrics.json").read_text())
     assert settings["settings"]["replay"] == "togo15" and settings["settings"]["replay_size"] == 95
+    # "start" is read from the shipped members' metadata and recorded as the set it named
+    assert json.loads((tmp_path / "hh-replay" / "recipe.json").read_text())["stages"][0]["replay"] == "togo15"
     assert settings["split"]["n_train"] == 114  # the replayed structures train, they are not the split's
     trees = DescriptorBoosting.load(tmp_path / "hh-replay" / "split_0" / "boosting")
     assert trees.metadata["replay"] == {"dataset": "togo15", "n_train": 95}
@@ -639,6 +643,12 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     assert "replaying togo15" in card and "Trained on `hh143` (and `togo15`, replayed in every epoch)" in card
     with pytest.warns(UserWarning, match="the stage replays togo15, which holds the formula of 95 of"):
         RecipeRunner(progress=False).run(replaying, togo15, tmp_path / "togo-replay", n_splits=1)
+    # a model that learnt from two sets has no one "start" to replay: the error names both
+    again = Recipe(
+        "again", (Stage("target", init=f"model:{tmp_path / 'hh-replay'}", replay="start", **TINY),)
+    )
+    with pytest.raises(ValueError, match="learnt from hh143, togo15; name the set to replay"):
+        RecipeRunner(progress=False).run(again, "hh143", tmp_path / "again", n_splits=1)
 
     # one model from the command line: --split-index 10 of a 9-member ensemble starts from member 1
     argv = ["train", "--dataset", "hh143", "--from-model", "LTC-MEGNet-Togo15-hybrid", "--split-index", "10"]
@@ -651,13 +661,15 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     assert main([*argv, "--backbone", "megnet-eform"]) == 2
     assert "drop --backbone" in capsys.readouterr().err
     # ... and, replaying Togo15 as the recipe does, from the command line too
-    replayed = ["--replay", "togo15", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+    replayed = ["--replay", "start", "--epochs", "1", "--batch-size", "64", "--no-progress"]
     assert main([*argv, *replayed, "--out", str(tmp_path / "one-replay")]) == 0
     meta = json.loads((tmp_path / "one-replay" / "model" / "model.json").read_text())["metadata"]
     assert (meta["training"]["replay"], meta["training"]["replay_size"]) == ("togo15", 95)
     assert "replaying togo15 (95 structures)" in capsys.readouterr().out
     assert main(["train", "--dataset", "hh143", "--recipe", "finetune-shipped", "--replay", "togo15"]) == 2
-    assert "replay = 'NAME|PATH'" in capsys.readouterr().err
+    assert "replay = 'start|NAME|PATH'" in capsys.readouterr().err
+    assert main(["train", "--dataset", "hh143", "--replay", "start", "--epochs", "1"]) == 2
+    assert "add --from-model" in capsys.readouterr().err
     togo = ["train", "--dataset", "togo15", "--from-model", "LTC-MEGNet-Togo15-hybrid", "--epochs", "1"]
     with pytest.warns(UserWarning, match="LTC-MEGNet-Togo15-hybrid was trained on togo15"):
         assert main([*togo, "--batch-size", "64", "--out", str(tmp_path / "seen"), "--no-progress"]) == 0

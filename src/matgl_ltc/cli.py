@@ -107,10 +107,13 @@ STAGE_OPTIONS = {
 
 
 def load_labelled(args: argparse.Namespace, source: str) -> Any:
-    """A labelled dataset read as --label-key and --skip-invalid say."""
+    """A labelled dataset read as --label-key (for files: a registered set keeps its own key) and
+    --skip-invalid say."""
     from .data import load_dataset
+    from .plugins import available_datasets
 
-    return load_dataset(source, label_key=args.label_key, on_invalid="skip" if args.skip_invalid else "raise")
+    key = "ltc" if source in available_datasets() else args.label_key
+    return load_dataset(source, label_key=key, on_invalid="skip" if args.skip_invalid else "raise")
 
 
 def add_label_options(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +148,7 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
         ("--backbone", "backbone", "the recipe's stages name what they start from (init)"),
         ("--split-index", "split_index", "a recipe runs every split (--n-splits, --split-file)"),
         ("--from-model", "from_model", "a recipe stage starts from a model with init = 'model:NAME|PATH'"),
-        ("--replay", "replay", "a recipe stage replays a set with replay = 'NAME|PATH'"),
+        ("--replay", "replay", "a recipe stage replays a set with replay = 'start|NAME|PATH'"),
     ):
         if getattr(args, dest) is not None:
             raise ValueError(f"{option} trains one model and cannot go with --recipe: {instead}")
@@ -192,7 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_splits
     from .model import LTCModel, model_folders
     from .train import fit
-    from .train.runner import warn_if_replayed, warn_if_seen
+    from .train.recipes import REPLAY_START
+    from .train.runner import start_replay, warn_if_replayed, warn_if_seen
 
     if args.recipe:
         return cmd_train_recipe(args)
@@ -225,7 +229,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         label, what = args.backbone, f"{args.backbone} + head {args.head_hidden}"
     replay = None
     if args.replay:
-        replay = load_labelled(args, args.replay)
+        source = args.replay
+        if source == REPLAY_START:
+            if not args.from_model:
+                raise ValueError(
+                    "--replay start replays what the --from-model model learnt from: add --from-model"
+                )
+            source = start_replay([start], args.from_model)
+        replay = load_labelled(args, source)
         warn_if_replayed(replay, dataset)
         what += f", replaying {replay.name} ({len(replay)} structures)"
     out = Path(args.out or f"runs/{dataset.name}-{label}-split{args.split_index}")
@@ -464,9 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--replay",
         metavar="DATASET",
-        help="also train on every structure of this labelled set in every epoch, e.g. togo15 with "
-        "--from-model LTC-MEGNet-Togo15-hybrid, so that fine-tuning keeps what the model knew (one "
-        "model only; in a recipe: replay = 'NAME|PATH')",
+        help="also train on every structure of this labelled set in every epoch, so that fine-tuning "
+        "keeps what the model knew: 'start' for the set the --from-model model learnt from (togo15 "
+        "for LTC-MEGNet-Togo15-hybrid), or a name or path (one model only; in a recipe: "
+        "replay = 'start|NAME|PATH')",
     )
     train.add_argument("--split-file", help='JSON {"train": [ids], "validation": [ids]} or a list of them')
     train.add_argument(

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data.datasets import LTCDataset
 from ..model.ensemble import LTCEnsemble
-from ..model.ltc_model import LTCModel
+from ..model.ltc_model import LTCModel, training_sets
 from .metrics import METRIC_NAMES, regression_metrics
 
 
@@ -71,12 +71,7 @@ def seen_in_training(ensemble: LTCEnsemble, dataset: LTCDataset) -> dict[str, in
     from ..plugins import available_datasets
 
     registered = available_datasets()
-    names = set()
-    for member in ensemble.members:
-        names.add(member.metadata.get("dataset"))
-        training = member.metadata.get("training") or {}
-        if training.get("replay_fidelity", 0) == training.get("fidelity", 0):  # the same quantity
-            names.add(training.get("replay"))
+    names = {name for member in ensemble.members for name in training_sets(member.metadata)}
     shared = {
         name: dataset.count_shared_formulas(load_dataset(name)) for name in sorted(names & set(registered))
     }

@@ -399,6 +399,21 @@ class LTCModel(nn.Module):
         return model.to(map_location)
 
 
+def training_sets(metadata: dict[str, Any]) -> list[str]:
+    """The datasets whose κ a model's last stage learnt: the one it trained on, and one it replayed
+    at its own fidelity (a replay at another fidelity, AGL's κ, taught another quantity)."""
+    training = metadata.get("training") or {}
+    names = [metadata.get("dataset")]
+    if training.get("replay_fidelity", 0) == training.get("fidelity", 0):
+        names.append(training.get("replay"))
+    return [name for name in dict.fromkeys(names) if name]
+
+
+def saved_metadata(folder: str | os.PathLike) -> dict[str, Any]:
+    """A saved model's metadata, read from its ``model.json`` without loading its weights."""
+    return json.loads((Path(folder) / "model.json").read_text()).get("metadata", {})
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()

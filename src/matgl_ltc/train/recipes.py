@@ -24,6 +24,8 @@ TARGET = "target"
 RESEED = ("last", "all")
 #: what a stage can start from (``Stage.init``): a backbone, an earlier stage, a saved model
 INIT_KINDS = ("backbone", "stage", "model")
+#: ``replay = "start"``: replay what a ``model:`` start learnt from, read from its metadata
+REPLAY_START = "start"
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class Stage:
     fidelity, replay, replay_size, replay_fidelity
         Fidelity-aware training, as in :func:`matgl_ltc.train.fit`: the stage's labels enter
         MEGNet's state as ``fidelity``, mixed with ``replay_size`` structures of ``replay``
-        at ``replay_fidelity``.
+        at ``replay_fidelity``. ``replay = "start"`` with a ``model:`` start replays the set
+        that model learnt from (so fine-tuning keeps what it knew), named in its metadata.
     monitor
         Validation metric whose best epoch ``keep="best"`` keeps (``mape``, ``log10_mae``...):
         a stage trained on a log loss is better judged by a log metric than by MAPE.
@@ -98,6 +101,11 @@ class Stage:
             raise ValueError(
                 f"stage {self.name!r}: init must be 'backbone:<name>', 'stage:<name>' or "
                 f"'model:<name or folder>', not {self.init!r}"
+            )
+        if self.replay == REPLAY_START and kind != "model":
+            raise ValueError(
+                f"stage {self.name!r}: replay = {REPLAY_START!r} replays what a 'model:' start learnt "
+                f"from, and this stage starts from {self.init!r}: name the set to replay"
             )
         if self.keep not in ("best", "last"):
             raise ValueError(f"stage {self.name!r}: keep must be 'best' or 'last'")
@@ -340,7 +348,8 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
     ``two-stage-hybrid-3rotated-agl-boosted``: the same, with a booster that also learns from AGL;
     ``two-stage-hybrid-3chains``: 3 members per split, each with its own AFLOW models;
     ``finetune-shipped``: the shipped default's members fine-tuned on the target set, with its trees;
-    ``finetune-shipped-replay``: the same, replaying Togo15 so that the model keeps what it knew.
+    ``finetune-shipped-replay``: the same, replaying what the shipped members learnt from (Togo15)
+    so that the model keeps what it knew.
 
     With ``paper=True`` every stage uses the paper's settings (300 epochs, batch 8, 9 AFLOW
     models); the default keeps the target stage close to them and makes the AFLOW stage
@@ -464,8 +473,8 @@ def builtin_recipes(paper: bool = False) -> list[Recipe]:
         ),
         Recipe(
             "finetune-shipped-replay",
-            (Stage("target", init=f"model:{DEFAULT_MODEL}", replay="togo15", **target),),
-            "finetune-shipped with Togo15, the set the shipped members learnt from, replayed in "
+            (Stage("target", init=f"model:{DEFAULT_MODEL}", replay=REPLAY_START, **target),),
+            "finetune-shipped with the set the shipped members learnt from (Togo15) replayed in "
             "every epoch and among the trees' rows: the fine-tuned model keeps Togo15's scale "
             "(on HH143, held-out Togo15 log10-MAE 0.19 instead of 0.60) at a cost on the target "
             "set (HH143 unbiased MAPE 0.44 instead of 0.36; see docs/training.md)",

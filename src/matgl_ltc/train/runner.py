@@ -20,7 +20,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,10 @@ from ..data.descriptors import descriptor_matrix
 from ..data.splits import Split, load_splits, random_splits, save_splits
 from ..model.boosting import BOOSTING_JSON, DescriptorBoosting
 from ..model.loading import model_folders
-from ..model.ltc_model import LTCModel
+from ..model.ltc_model import LTCModel, saved_metadata, training_sets
 from .fit import fit, replay_indices
 from .members import ENSEMBLE_FOLDER, member_chain, member_folders, member_stages, score_members
-from .recipes import Recipe, Stage, resolve_recipe, stage_fingerprint
+from .recipes import REPLAY_START, Recipe, Stage, resolve_recipe, stage_fingerprint
 
 PROTOCOLS = {"best_epoch": "validation", "unbiased": "final_validation"}
 #: a split's descriptor booster (recipes with ``boosting_weight``), beside its stage folders
@@ -238,6 +238,12 @@ class RecipeRunner:
             self._model_starts[reference] = model_folders(reference)
         return self._model_starts[reference]
 
+    def _with_start_replay(self, stage: Stage) -> Stage:
+        """``replay = "start"`` made concrete, so the run's record, fingerprints and trees name the set."""
+        if stage.replay != REPLAY_START:
+            return stage
+        return replace(stage, replay=start_replay(self._starting_models(stage.init_ref), stage.init_ref))
+
     def _descriptor_matrix(self, data: LTCDataset) -> np.ndarray:
         x = self._descriptors.get(data.name)
         if x is None:
@@ -338,6 +344,7 @@ class RecipeRunner:
         splits: Sequence[Split] | None = None,
     ) -> RunResult:
         recipe = resolve_recipe(recipe)
+        recipe = replace(recipe, stages=tuple(self._with_start_replay(s) for s in recipe.stages))
         target = self.dataset(dataset)
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -471,13 +478,32 @@ def warn_if_seen(
     label: str = "",
     load: Callable[[str], LTCDataset] = load_dataset,
 ) -> None:
-    """Warn when the model in ``start`` was trained on a registered dataset sharing formulas with
-    ``data``: fine-tuned on ``data``, it is scored on validation structures it has already seen."""
+    """Warn when the model in ``start`` was trained on (or replayed) a registered dataset sharing
+    formulas with ``data``: fine-tuned on ``data``, it is scored on validation structures it has
+    already seen."""
     from ..plugins import available_datasets
 
-    trained_on = json.loads((Path(start) / "model.json").read_text()).get("metadata", {}).get("dataset")
-    if trained_on and trained_on in available_datasets():
-        _warn_if_shared(load(trained_on), data, f"{label or start} was trained on {trained_on}")
+    for trained_on in training_sets(saved_metadata(start)):
+        if trained_on in available_datasets():
+            _warn_if_shared(load(trained_on), data, f"{label or start} was trained on {trained_on}")
+
+
+def start_replay(starts: Sequence[str | os.PathLike], label: str) -> str:
+    """The registered dataset the start models learnt from, for ``replay = "start"``."""
+    from ..plugins import available_datasets
+
+    names = sorted({name for start in starts for name in training_sets(saved_metadata(start))})
+    if len(names) != 1:
+        raise ValueError(
+            f"replaying the start: {label} learnt from {', '.join(names) or 'no recorded dataset'}; "
+            "name the set to replay instead (replay = 'NAME|PATH', --replay NAME|PATH)"
+        )
+    if names[0] not in available_datasets():
+        raise ValueError(
+            f"replaying the start: {label} learnt from {names[0]!r}, which is not a registered "
+            "dataset here; name its file instead (replay = 'PATH', --replay PATH)"
+        )
+    return names[0]
 
 
 def warn_if_replayed(replay: LTCDataset, data: LTCDataset) -> None:
