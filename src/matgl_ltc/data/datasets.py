@@ -162,14 +162,17 @@ def load_bundled(name: str) -> list[Atoms]:
     return ase.io.read(str(path), index=":")
 
 
+_NO_LABEL = "no label"
+
+
 def _missing_label(info: dict, label_key: str) -> str:
     others = sorted(str(k) for k in info if k != "id")
-    return f"no label: info has no {label_key!r}" + (f" (it has {', '.join(others)})" if others else "")
+    return f"{_NO_LABEL}: info has no {label_key!r}" + (f" (it has {', '.join(others)})" if others else "")
 
 
 def _label_key_hint(errors: list[InvalidStructureError], loaded: list[Atoms], label_key: str) -> str:
     """When no structure carries ``label_key``, the labels are most likely under another name."""
-    if loaded or not all(e.detail.startswith("no label") for e in errors):
+    if loaded or not all(e.detail.startswith(_NO_LABEL) for e in errors):
         return ""
     return (
         f"None of them has the label {label_key!r}. If κ_L is stored under another key, pass "
@@ -242,12 +245,12 @@ def load_dataset(
             assert record.atoms is not None
             validate_atoms(record.atoms, record.id, cutoff=cutoff)
             raw = record.atoms.info.get(label_key)
-            if require_labels and raw is None:
-                raise InvalidLabelError(record.id, "bad-label", _missing_label(record.atoms.info, label_key))
-            if require_labels:
-                kappa = check_label(raw, record.id)
-            else:
+            if not require_labels:
                 kappa = float(raw) if raw is not None else float("nan")
+            elif raw is None:
+                raise InvalidLabelError(record.id, "bad-label", _missing_label(record.atoms.info, label_key))
+            else:
+                kappa = check_label(raw, record.id)
         except InvalidStructureError as err:
             errors.append(err)
             continue
