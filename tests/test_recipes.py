@@ -677,3 +677,16 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     capsys.readouterr()
     assert main(["train", "--dataset", "hh143", "--recipe", "two-stage", "--from-model", "x"]) == 2
     assert "init = 'model:NAME|PATH'" in capsys.readouterr().err
+
+
+# one epoch from a fresh head leaves MAPE's first overshoot below zero, which fit rightly reports
+@pytest.mark.filterwarnings("ignore:.*validation structures get κ ≤ 0:RuntimeWarning")
+def test_a_tiny_set_warns_and_leaves_undefined_metrics_blank(tmp_path, togo15):
+    tiny = togo15.subset(togo15.ids[:10], name="ten")
+    recipe = Recipe("tiny", (Stage("target", init="backbone:megnet-eform", **TINY),))
+    with pytest.warns(UserWarning, match="ten's validation splits hold as few as 2 structure"):
+        result = RecipeRunner(progress=False).run(recipe, tiny, tmp_path / "run", n_splits=2)
+    spearman = result.summary["unbiased"]["spearman"]
+    assert np.isnan(spearman["mean"]) and len(spearman["values"]) == 2  # undefined on 2 structures
+    assert "| spearman | — | — |" in (tmp_path / "run" / "summary.md").read_text()
+    assert np.isfinite(result.summary["unbiased"]["log10_mae"]["mean"])

@@ -73,9 +73,10 @@ def summarize(per_split: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for metric in METRIC_NAMES:
             values = np.array([m[key].get(metric, np.nan) for m in per_split if m.get(key)], dtype=float)
             if values.size:
+                defined = values[np.isfinite(values)]  # Spearman needs 3 validation structures
                 table[metric] = {
-                    "mean": float(np.nanmean(values)),
-                    "std": float(np.nanstd(values)),
+                    "mean": float(defined.mean()) if defined.size else float("nan"),
+                    "std": float(defined.std()) if defined.size else float("nan"),
                     "values": values.tolist(),
                 }
         out[protocol] = table
@@ -94,7 +95,7 @@ def summary_markdown(name: str, dataset: str, summary: dict[str, Any]) -> str:
         cells = []
         for protocol in PROTOCOLS:
             v = summary[protocol].get(metric)
-            cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v else "—")
+            cells.append(f"{v['mean']:.3f} ± {v['std']:.3f}" if v and np.isfinite(v["mean"]) else "—")
         lines.append(f"| {metric} | {cells[0]} | {cells[1]} |")
     if summary.get("members", 1) > 1:
         own = ""
@@ -351,6 +352,14 @@ class RecipeRunner:
         cache = self.stage_cache or out / "stages"
         target_splits = list(splits) if splits else random_splits(target.ids, n_splits=n_splits)
         _check_resumable(out, recipe, target_splits)
+        smallest = min(len(split.validation) for split in target_splits)
+        if smallest < 5:
+            warnings.warn(
+                f"{target.name}'s validation splits hold as few as {smallest} structure(s), so their "
+                "scores are mostly noise (Spearman needs 3)",
+                UserWarning,
+                stacklevel=2,
+            )
         (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
         save_splits(target_splits, out / "splits.json")
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
