@@ -681,8 +681,17 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
 
 # one epoch from a fresh head leaves MAPE's first overshoot below zero, which fit rightly reports
 @pytest.mark.filterwarnings("ignore:.*validation structures get κ ≤ 0:RuntimeWarning")
-def test_a_tiny_set_warns_and_leaves_undefined_metrics_blank(tmp_path, togo15):
-    tiny = togo15.subset(togo15.ids[:10], name="ten")
+def test_a_tiny_file_set_warns_scores_blank_where_undefined_and_packages(tmp_path, togo15):
+    import ase.io
+
+    from matgl_ltc.data import load_dataset
+    from matgl_ltc.train import package_run
+
+    structures = [atoms.copy() for atoms in togo15.atoms[:10]]
+    for atoms in structures:
+        atoms.info["kappa"] = atoms.info.pop("ltc")
+    ase.io.write(tmp_path / "ten.extxyz", structures)
+    tiny = load_dataset(tmp_path / "ten.extxyz", label_key="kappa")
     recipe = Recipe("tiny", (Stage("target", init="backbone:megnet-eform", **TINY),))
     with pytest.warns(UserWarning, match="ten's validation splits hold as few as 2 structure"):
         result = RecipeRunner(progress=False).run(recipe, tiny, tmp_path / "run", n_splits=2)
@@ -690,3 +699,12 @@ def test_a_tiny_set_warns_and_leaves_undefined_metrics_blank(tmp_path, togo15):
     assert np.isnan(spearman["mean"]) and len(spearman["values"]) == 2  # undefined on 2 structures
     assert "| spearman | — | — |" in (tmp_path / "run" / "summary.md").read_text()
     assert np.isfinite(result.summary["unbiased"]["log10_mae"]["mean"])
+    # the run remembers its file (and label key), so packaging finds the held-out structures again
+    recorded = json.loads((tmp_path / "run" / "summary.json").read_text())["dataset_source"]
+    assert recorded == {"path": str((tmp_path / "ten.extxyz").resolve()), "label_key": "kappa"}
+    packaged = package_run(tmp_path / "run", tmp_path / "pkg", "ten")
+    calibration = json.loads((tmp_path / "pkg" / "ensemble.json").read_text())["metadata"]["calibration"]
+    assert len(packaged) == 2 and calibration["raw"]["n"] == 4  # 2 held out per split
+    (tmp_path / "ten.extxyz").rename(tmp_path / "moved.extxyz")
+    with pytest.raises(FileNotFoundError, match="matgl-ltc package --dataset PATH"):
+        package_run(tmp_path / "run", tmp_path / "pkg2", "ten")

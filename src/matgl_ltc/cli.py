@@ -630,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument(
         "--dataset",
         default=None,
-        help="the run's target set (default: the name it records; a path for a file)",
+        help="the run's target set (default: the file or registered set it was trained on)",
     )
     package.set_defaults(func=cmd_package)
 

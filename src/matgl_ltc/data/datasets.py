@@ -50,6 +50,10 @@ class LTCDataset:
     labels: np.ndarray
     name: str = "dataset"
     card: str = ""
+    #: how to read the set again (a registered name, or a file's absolute path with its label key);
+    #: empty for structures given in memory, and for subsets
+    source: str = ""
+    label_key: str = "ltc"
     _graph_caches: dict[float, GraphCache] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -225,14 +229,17 @@ def load_dataset(
         spec = registry[source]
         loaded = spec.load()
         if isinstance(loaded, LTCDataset):
+            loaded.source = loaded.source or source
             return loaded
         records = iter_structures(loaded, label_key=label_key)
         label = name or source
         card = getattr(spec, "card", "") or (dataset_card(source) if source in BUNDLED_DATASETS else "")
+        origin = source
     else:
         records = iter_structures(source, label_key=label_key)
         label = name or (Path(source).stem if isinstance(source, (str, os.PathLike)) else "structures")
         card = ""
+        origin = str(Path(source).resolve()) if is_path else ""
 
     atoms_list: list[Atoms] = []
     ids: list[str] = []
@@ -267,4 +274,4 @@ def load_dataset(
         warnings.warn(f"skipped {problem.listing()}", stacklevel=2)
     if not atoms_list:
         raise ValueError(f"dataset {label!r} holds no valid structure")
-    return LTCDataset(atoms_list, ids, np.array(labels), label, card)
+    return LTCDataset(atoms_list, ids, np.array(labels), label, card, origin, label_key)

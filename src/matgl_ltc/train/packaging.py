@@ -26,6 +26,19 @@ from .recipes import Recipe
 CARD_METRICS = ("mape", "median_ape", "mae", "rmse", "r2", "log10_mae", "spearman")
 
 
+def _target_set(dataset: str | None, summary: dict) -> LTCDataset:
+    """The run's target set: as given, else the file the run recorded, else its registered name."""
+    recorded = summary.get("dataset_source") or {}
+    source = dataset or recorded.get("path") or summary["dataset"]
+    try:  # structures the run left out (--skip-invalid) are left out again, with the warning
+        return load_dataset(source, label_key=recorded.get("label_key", "ltc"), on_invalid="skip")
+    except FileNotFoundError as err:
+        raise FileNotFoundError(
+            f"{err}: the run's target set is needed to score its held-out residuals; pass its "
+            "path (dataset=..., matgl-ltc package --dataset PATH)"
+        ) from None
+
+
 def package_run(
     run_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -44,13 +57,13 @@ def package_run(
     name, description
         The model's name and one-line description (``matgl-ltc models`` shows them).
     dataset
-        The run's target set, to score the held-out residuals; default: the name the run records
-        (give the path for a set read from a file).
+        The run's target set, to score the held-out residuals; default: the file the run was
+        trained on (its recorded path and label key) or the registered set it names.
     """
     run = Path(run_dir)
     summary = json.loads((run / "summary.json").read_text())
     recipe = json.loads((run / "recipe.json").read_text())
-    data = load_dataset(dataset or summary["dataset"]) if not isinstance(dataset, LTCDataset) else dataset
+    data = dataset if isinstance(dataset, LTCDataset) else _target_set(dataset, summary)
     ensemble = LTCEnsemble.from_run(run)
     splits = json.loads((run / "splits.json").read_text())
     per_split = len(ensemble) // len(splits)  # a split's seed members are consecutive (run_models)
