@@ -684,6 +684,7 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
 def test_a_tiny_file_set_warns_scores_blank_where_undefined_and_packages(tmp_path, togo15):
     import ase.io
 
+    from matgl_ltc.analysis.evaluate import evaluate
     from matgl_ltc.data import load_dataset
     from matgl_ltc.train import package_run
 
@@ -705,6 +706,22 @@ def test_a_tiny_file_set_warns_scores_blank_where_undefined_and_packages(tmp_pat
     packaged = package_run(tmp_path / "run", tmp_path / "pkg", "ten")
     calibration = json.loads((tmp_path / "pkg" / "ensemble.json").read_text())["metadata"]["calibration"]
     assert len(packaged) == 2 and calibration["raw"]["n"] == 4  # 2 held out per split
+    # models trained on a file (read with the default label key) point at it: scored on it, they
+    # are known to have seen it, and a fine-tuning of them can replay it as "start"
+    ase.io.write(tmp_path / "ltc.extxyz", togo15.atoms[:10])
+    plain = load_dataset(tmp_path / "ltc.extxyz")
+    with pytest.warns(UserWarning, match="validation splits hold as few as 2"):
+        RecipeRunner(progress=False).run(recipe, plain, tmp_path / "plain", n_splits=2)
+    path = str((tmp_path / "ltc.extxyz").resolve())
+    assert "dataset_file" not in LTCModel.load(tmp_path / "run" / "split_0" / "target" / "model").metadata
+    with pytest.warns(UserWarning, match=f"trained on {path}, which holds the formula of 10 of ltc's 10"):
+        assert evaluate(load_model(tmp_path / "plain"), plain)["seen"] == {path: 10}
+    again = Recipe("again", (Stage("target", init=f"model:{tmp_path / 'plain'}", replay="start", **TINY),))
+    other = load_dataset("hh143").subset(load_dataset("hh143").ids[:25], name="hh25")
+    RecipeRunner(progress=False).run(again, other, tmp_path / "again", n_splits=1)
+    assert json.loads((tmp_path / "again" / "recipe.json").read_text())["stages"][0]["replay"] == path
+    tuned = json.loads((tmp_path / "again" / "split_0" / "target" / "metrics.json").read_text())["settings"]
+    assert tuned["replay_file"] == path and tuned["replay_size"] == 10
     (tmp_path / "ten.extxyz").rename(tmp_path / "moved.extxyz")
     with pytest.raises(FileNotFoundError, match="matgl-ltc package --dataset PATH"):
         package_run(tmp_path / "run", tmp_path / "pkg2", "ten")

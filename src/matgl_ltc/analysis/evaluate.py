@@ -21,7 +21,7 @@ def evaluate(
     ``ensemble_mean`` scores the members' mean (mTC); ``ensemble`` scores ``estimate``
     (default: the ensemble's own, :attr:`LTCEnsemble.default_estimate`), with the ensemble's
     descriptor boosters in it if it has them; ``boosting`` then scores the boosters alone.
-    ``seen`` counts, per registered set the members were trained on (or replayed), the structures
+    ``seen`` counts, per set the members were trained on (or replayed), the structures
     of ``dataset`` whose formula it holds; there is a warning when any are, since scores on them
     are not held out (a run's held-out scores are in its summary).
     """
@@ -65,14 +65,13 @@ def evaluate(
 
 
 def seen_in_training(ensemble: LTCEnsemble, dataset: LTCDataset) -> dict[str, int]:
-    """Per registered set the members trained on or replayed (at their own fidelity: AGL's κ is
-    another quantity): how many of ``dataset``'s structures have a formula it holds."""
-    from ..data import load_dataset
-    from ..plugins import available_datasets
+    """Per set the members trained on or replayed (at their own fidelity: AGL's κ is another
+    quantity) that can be read here, registered or a file: how many of ``dataset``'s structures
+    have a formula it holds."""
+    from ..data.datasets import can_load, load_dataset
 
-    registered = available_datasets()
     names = {name for member in ensemble.members for name in training_sets(member.metadata)}
     shared = {
-        name: dataset.count_shared_formulas(load_dataset(name)) for name in sorted(names & set(registered))
+        name: dataset.count_shared_formulas(load_dataset(name)) for name in sorted(names) if can_load(name)
     }
     return {name: n for name, n in shared.items() if n}

@@ -137,6 +137,13 @@ class LTCDataset:
         )
 
 
+def can_load(reference: str) -> bool:
+    """Whether ``load_dataset(reference)`` can read it here: a registered name or an existing path."""
+    from ..plugins import available_datasets
+
+    return reference in available_datasets() or Path(reference).exists()
+
+
 def bundled_path(name: str) -> Path:
     """Where the compressed extxyz of a bundled dataset lives (``MATGL_LTC_DATA`` overrides)."""
     override = os.environ.get("MATGL_LTC_DATA")

@@ -400,12 +400,13 @@ class LTCModel(nn.Module):
 
 
 def training_sets(metadata: dict[str, Any]) -> list[str]:
-    """The datasets whose κ a model's last stage learnt: the one it trained on, and one it replayed
-    at its own fidelity (a replay at another fidelity, AGL's κ, taught another quantity)."""
+    """The datasets whose κ a model's last stage learnt, as ``load_dataset`` reads them (a file's
+    path, else a name): the one it trained on, and one it replayed at its own fidelity (a replay at
+    another fidelity, AGL's κ, taught another quantity)."""
     training = metadata.get("training") or {}
-    names = [metadata.get("dataset")]
+    names = [metadata.get("dataset_file") or metadata.get("dataset")]
     if training.get("replay_fidelity", 0) == training.get("fidelity", 0):
-        names.append(training.get("replay"))
+        names.append(training.get("replay_file") or training.get("replay"))
     return [name for name in dict.fromkeys(names) if name]
 
 

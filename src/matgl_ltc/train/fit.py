@@ -245,6 +245,7 @@ def fit(
             "freeze": list(freeze),
             "fidelity": model.state_index,
             "replay": None if replay is None else getattr(replay, "name", str(replay)),
+            **({"replay_file": _file_of(replay)} if _file_of(replay) else {}),
             "replay_size": len(train_data) - len(train_idx),
             "replay_fidelity": replay_fidelity,
             "descriptors": model.uses_descriptors,
@@ -255,6 +256,7 @@ def fit(
     model.metadata.update(
         {
             "dataset": dataset.name,
+            **({"dataset_file": _file_of(dataset)} if _file_of(dataset) else {}),
             "split": metrics["split"],
             "metrics": metrics["validation"],
             "training": metrics["settings"],
@@ -319,6 +321,18 @@ def check_trained(
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def _file_of(data: LTCDataset | str | None) -> str | None:
+    """The file a set was read from (absolute path), so that a model's metadata can point at it:
+    a later fine-tuning can replay it (``replay = "start"``) and ``evaluate`` can tell seen data.
+    Only a file read back as is: one whose labels needed another ``label_key`` is not pointed at."""
+    if isinstance(data, LTCDataset):
+        from_file = data.source and data.source != data.name and data.label_key == "ltc"
+        return data.source if from_file else None
+    if isinstance(data, str) and Path(data).is_file():
+        return str(Path(data).resolve())
+    return None
 
 
 def replay_indices(n_replay: int, replay_size: int, seed: int, split_index: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.metrics import METRIC_NAMES, regression_metrics
-from ..data.datasets import LTCDataset, load_dataset
+from ..data.datasets import LTCDataset, can_load, load_dataset
 from ..data.descriptors import descriptor_matrix
 from ..data.splits import Split, load_splits, random_splits, save_splits
 from ..model.boosting import BOOSTING_JSON, DescriptorBoosting
@@ -492,27 +492,24 @@ def warn_if_seen(
     """Warn when the model in ``start`` was trained on (or replayed) a registered dataset sharing
     formulas with ``data``: fine-tuned on ``data``, it is scored on validation structures it has
     already seen."""
-    from ..plugins import available_datasets
-
     for trained_on in training_sets(saved_metadata(start)):
-        if trained_on in available_datasets():
+        if can_load(trained_on):
             _warn_if_shared(load(trained_on), data, f"{label or start} was trained on {trained_on}")
 
 
 def start_replay(starts: Sequence[str | os.PathLike], label: str) -> str:
-    """The registered dataset the start models learnt from, for ``replay = "start"``."""
-    from ..plugins import available_datasets
-
+    """The dataset the start models learnt from (a registered name or a file's path), for
+    ``replay = "start"``."""
     names = sorted({name for start in starts for name in training_sets(saved_metadata(start))})
     if len(names) != 1:
         raise ValueError(
             f"replaying the start: {label} learnt from {', '.join(names) or 'no recorded dataset'}; "
             "name the set to replay instead (replay = 'NAME|PATH', --replay NAME|PATH)"
         )
-    if names[0] not in available_datasets():
+    if not can_load(names[0]):
         raise ValueError(
-            f"replaying the start: {label} learnt from {names[0]!r}, which is not a registered "
-            "dataset here; name its file instead (replay = 'PATH', --replay PATH)"
+            f"replaying the start: {label} learnt from {names[0]!r}, which is neither a registered "
+            "dataset nor a file here; name its file instead (replay = 'PATH', --replay PATH)"
         )
     return names[0]
 
