@@ -218,6 +218,7 @@ def fit(
     kept_epoch = module.best_epoch if keep == "best" else epochs - 1
     check_trained(f"{dataset.name} split {split.index}", module.history, val_pred, final_pred, lr)
     train_pred = model.predict_graphs([cache.graphs[i] for i in train_idx])
+    dataset_file, replay_file = _file_of(dataset), _file_of(replay)
     metrics: dict[str, Any] = {
         "dataset": dataset.name,
         "split": {
@@ -245,7 +246,7 @@ def fit(
             "freeze": list(freeze),
             "fidelity": model.state_index,
             "replay": None if replay is None else getattr(replay, "name", str(replay)),
-            **({"replay_file": _file_of(replay)} if _file_of(replay) else {}),
+            **({"replay_file": replay_file} if replay_file else {}),
             "replay_size": len(train_data) - len(train_idx),
             "replay_fidelity": replay_fidelity,
             "descriptors": model.uses_descriptors,
@@ -256,7 +257,7 @@ def fit(
     model.metadata.update(
         {
             "dataset": dataset.name,
-            **({"dataset_file": _file_of(dataset)} if _file_of(dataset) else {}),
+            **({"dataset_file": dataset_file} if dataset_file else {}),
             "split": metrics["split"],
             "metrics": metrics["validation"],
             "training": metrics["settings"],

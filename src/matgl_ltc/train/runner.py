@@ -489,9 +489,9 @@ def warn_if_seen(
     label: str = "",
     load: Callable[[str], LTCDataset] = load_dataset,
 ) -> None:
-    """Warn when the model in ``start`` was trained on (or replayed) a registered dataset sharing
-    formulas with ``data``: fine-tuned on ``data``, it is scored on validation structures it has
-    already seen."""
+    """Warn when the model in ``start`` was trained on (or replayed) a dataset readable here
+    (registered, or a file it recorded) sharing formulas with ``data``: fine-tuned on ``data``, it
+    is scored on validation structures it has already seen."""
     for trained_on in training_sets(saved_metadata(start)):
         if can_load(trained_on):
             _warn_if_shared(load(trained_on), data, f"{label or start} was trained on {trained_on}")
