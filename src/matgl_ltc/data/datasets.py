@@ -76,6 +76,12 @@ class LTCDataset:
         return f"LTCDataset(name={self.name!r}, n={len(self)}, labelled={self.is_labelled})"
 
     @property
+    def file(self) -> str:
+        """The file (absolute path) the set was read from; empty for a registered set or for
+        structures given in memory."""
+        return self.source if self.source and Path(self.source).is_absolute() else ""
+
+    @property
     def is_labelled(self) -> bool:
         return bool(len(self)) and bool(np.all(np.isfinite(self.labels)))
 

@@ -329,8 +329,7 @@ def _file_of(data: LTCDataset | str | None) -> str | None:
     a later fine-tuning can replay it (``replay = "start"``) and ``evaluate`` can tell seen data.
     Only a file read back as is: one whose labels needed another ``label_key`` is not pointed at."""
     if isinstance(data, LTCDataset):
-        from_file = data.source and data.source != data.name and data.label_key == "ltc"
-        return data.source if from_file else None
+        return data.file if data.file and data.label_key == "ltc" else None
     if isinstance(data, str) and Path(data).is_file():
         return str(Path(data).resolve())
     return None

@@ -407,8 +407,8 @@ class RecipeRunner:
 
         summary = summarize(per_split)
         summary.update({"recipe": recipe.name, "dataset": target.name})
-        if target.source and target.source != target.name:  # a file: where package finds it again
-            summary["dataset_source"] = {"path": target.source, "label_key": target.label_key}
+        if target.file:  # where package finds it again
+            summary["dataset_source"] = {"path": target.file, "label_key": target.label_key}
         if recipe.combined:
             summary.update(
                 {
