@@ -142,6 +142,10 @@ def fit(
 
     if fidelity is not None:
         model.state_index = int(fidelity)
+    # recorded as given (a name, or the path as written); the set itself is read once, here
+    replay_name = None if replay is None else getattr(replay, "name", str(replay))
+    if isinstance(replay, str):
+        replay = load_dataset(replay)
     train_data, replayed_elements = _training_data(
         model, dataset, cache, train_idx, replay, replay_size, replay_fidelity, seed, split
     )
@@ -245,7 +249,7 @@ def fit(
             "l2_sp": l2_sp,
             "freeze": list(freeze),
             "fidelity": model.state_index,
-            "replay": None if replay is None else getattr(replay, "name", str(replay)),
+            "replay": replay_name,
             **({"replay_file": replay_file} if replay_file else {}),
             "replay_size": len(train_data) - len(train_idx),
             "replay_fidelity": replay_fidelity,
@@ -324,15 +328,11 @@ def check_trained(
         )
 
 
-def _file_of(data: LTCDataset | str | None) -> str | None:
+def _file_of(data: LTCDataset | None) -> str | None:
     """The file a set was read from (absolute path), so that a model's metadata can point at it:
     a later fine-tuning can replay it (``replay = "start"``) and ``evaluate`` can tell seen data.
     Only a file read back as is: one whose labels needed another ``label_key`` is not pointed at."""
-    if isinstance(data, LTCDataset):
-        return data.file if data.file and data.label_key == "ltc" else None
-    if isinstance(data, str) and Path(data).is_file():
-        return str(Path(data).resolve())
-    return None
+    return data.file if data is not None and data.file and data.label_key == "ltc" else None
 
 
 def replay_indices(n_replay: int, replay_size: int, seed: int, split_index: int) -> np.ndarray:
@@ -347,7 +347,7 @@ def _training_data(
     dataset: LTCDataset,
     cache: Any,
     train_idx: np.ndarray,
-    replay: LTCDataset | str | None,
+    other: LTCDataset | None,
     replay_size: int,
     replay_fidelity: int,
     seed: int,
@@ -356,9 +356,8 @@ def _training_data(
     """The split's training structures with the replayed ones, and the replayed ones' elements."""
     graphs = [cache.graphs[i] for i in train_idx]
     labels = dataset.labels[train_idx]
-    if replay is None:
+    if other is None:
         return GraphLabelDataset(graphs, labels), []
-    other = load_dataset(replay) if isinstance(replay, str) else replay
     if not other.is_labelled:
         raise ValueError(f"replay set {other.name!r} has unlabelled structures")
     pick = replay_indices(len(other), replay_size, seed, split.index)
