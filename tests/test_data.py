@@ -178,3 +178,24 @@ def test_duplicate_ids_rejected(togo15):
     twice = [togo15.atoms[0], togo15.atoms[0].copy()]
     with pytest.raises(ValueError, match="duplicate id"):
         load_dataset(twice)
+
+
+def test_disordered_crystals_are_refused_not_silently_ordered(tmp_path, rocksalt):
+    """ASE's CIF reader keeps one species of a mixed site; predicting on it would answer for NaCl."""
+    from pymatgen.core import Structure
+
+    mixed = AseAtomsAdaptor.get_structure(rocksalt)
+    mixed.replace_species({"Na": {"Na": 0.5, "K": 0.5}})
+    mixed.to(filename=str(tmp_path / "NaKCl.cif"))
+    ordered = AseAtomsAdaptor.get_structure(rocksalt)
+    ordered.to(filename=str(tmp_path / "NaCl.cif"))
+
+    records = {r.id: r for r in iter_structures(tmp_path)}
+    assert records["NaKCl"].atoms.get_chemical_formula() in {"ClNa", "ClK"}  # ASE kept one species
+    with pytest.raises(InvalidStructureError, match=r"NaKCl.*K0\.5 Na0\.5") as info:
+        validate_atoms(records["NaKCl"].atoms, "NaKCl")
+    assert info.value.reason == "disordered"
+    validate_atoms(records["NaCl"].atoms, "NaCl")  # full occupancies are fine
+
+    (record,) = iter_structures([Structure.from_file(tmp_path / "NaKCl.cif")])
+    assert record.atoms is None and record.error.reason == "disordered"

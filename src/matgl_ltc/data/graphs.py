@@ -15,7 +15,7 @@ from matgl.ext.ase import Atoms2Graph
 from torch_geometric.data import Batch, Data
 
 from .descriptors import attach_descriptors
-from .validation import MEGNET_ELEMENTS, InvalidStructureError
+from .validation import MEGNET_ELEMENTS, InvalidStructureError, validate_atoms
 
 
 def atoms_to_graph(
@@ -74,10 +74,9 @@ def structure_graph(
     """
     from .readers import to_atoms
 
-    atoms = to_atoms(structure)
+    atoms = to_atoms(structure, f"#{index} {getattr(structure, 'formula', '')}".rstrip())
     sid = str(atoms.info.get("id", f"#{index} {atoms.get_chemical_formula()}"))
-    if not all(atoms.pbc):
-        raise InvalidStructureError(sid, "not-periodic", "structure is not periodic in all directions")
+    validate_atoms(atoms, sid, cutoff, check_edges=False)
     return (
         atoms,
         sid,

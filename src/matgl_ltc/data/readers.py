@@ -18,7 +18,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from .validation import InvalidStructureError
+from .validation import InvalidStructureError, disorder_error
 
 #: File suffixes read as single structures inside a folder (CIF folders, POSCAR collections).
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".xyz", ".extxyz", ".json", ".cssr", ".res")
@@ -36,8 +36,12 @@ class StructureRecord:
     error: InvalidStructureError | None = None
 
 
-def to_atoms(structure: Any) -> Atoms:
-    """Convert an ASE ``Atoms`` or a pymatgen ``Structure`` to ``Atoms`` (without copying Atoms)."""
+def to_atoms(structure: Any, fallback_id: str | None = None) -> Atoms:
+    """Convert an ASE ``Atoms`` or a pymatgen ``Structure`` to ``Atoms`` (without copying Atoms).
+
+    A disordered ``Structure`` raises :class:`InvalidStructureError` (``disordered``) naming it by
+    its ``properties["id"]``, else ``fallback_id``, else its formula.
+    """
     if isinstance(structure, Atoms):
         return structure
     try:
@@ -46,8 +50,16 @@ def to_atoms(structure: Any) -> Atoms:
     except ImportError:  # pragma: no cover - pymatgen is a dependency
         raise TypeError(f"cannot convert {type(structure).__name__} to ase.Atoms") from None
     if isinstance(structure, (Structure, IStructure)):
-        atoms = AseAtomsAdaptor.get_atoms(structure)
         props = getattr(structure, "properties", None) or {}
+        if not structure.is_ordered:
+            sid = str(props.get("id", fallback_id or structure.composition.reduced_formula))
+            sites = [
+                " ".join(f"{el}{frac:g}" for el, frac in sorted(site.species.as_dict().items()))
+                for site in structure
+                if not site.is_ordered
+            ]
+            raise disorder_error(sid, sorted(set(sites)))
+        atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.info.update({k: v for k, v in props.items() if np.isscalar(v)})
         return atoms
     raise TypeError(f"expected ase.Atoms or pymatgen Structure, got {type(structure).__name__}")
@@ -149,7 +161,10 @@ def iter_structures(source: Any, label_key: str = "ltc") -> Iterator[StructureRe
     if isinstance(source, Iterable):
         for i, item in enumerate(source):
             try:
-                atoms = to_atoms(item)
+                atoms = to_atoms(item, f"item {i}")
+            except InvalidStructureError as exc:
+                yield StructureRecord(exc.structure_id, None, error=exc)
+                continue
             except TypeError as exc:
                 sid = f"item {i}"
                 yield StructureRecord(sid, None, error=InvalidStructureError(sid, "unreadable", str(exc)))

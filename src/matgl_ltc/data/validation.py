@@ -29,7 +29,7 @@ class InvalidStructureError(ValueError):
         The id of the structure (``atoms.info["id"]`` or its position).
     reason
         Short machine-friendly class of the problem: ``empty``, ``not-periodic``,
-        ``unknown-element``, ``no-edges``, ``bad-label``, ``unreadable``.
+        ``disordered``, ``unknown-element``, ``no-edges``, ``bad-label``, ``unreadable``.
     """
 
     def __init__(self, structure_id: str, reason: str, detail: str) -> None:
@@ -96,6 +96,35 @@ def check_label(value: object, structure_id: str) -> float:
     return kappa
 
 
+def disorder_error(structure_id: str, sites: Sequence[str]) -> InvalidStructureError:
+    """The error for a crystal with partially occupied sites, which a graph of whole atoms cannot hold."""
+    shown = "; ".join(sites[:3]) + (f"; ... ({len(sites)} sites)" if len(sites) > 3 else "")
+    return InvalidStructureError(
+        structure_id,
+        "disordered",
+        f"partial occupancy ({shown}); MEGNet needs an ordered crystal: order it first, e.g. with "
+        "pymatgen's OrderDisorderedStructureTransformation on a supercell",
+    )
+
+
+def check_ordered(atoms: Atoms, structure_id: str) -> None:
+    """Raise for a crystal ASE read with partial occupancies.
+
+    ASE's CIF reader keeps one species per disordered site and records the occupancies in
+    ``info["occupancy"]``; predicting on what it kept would silently answer for another compound.
+    """
+    occupancy = atoms.info.get("occupancy")
+    if not isinstance(occupancy, dict):
+        return
+    partial = [
+        " ".join(f"{el}{frac:g}" for el, frac in sorted(species.items()))
+        for species in occupancy.values()
+        if isinstance(species, dict) and (len(species) > 1 or sum(species.values()) < 1 - 1e-6)
+    ]
+    if partial:
+        raise disorder_error(structure_id, sorted(set(partial)))
+
+
 def validate_atoms(
     atoms: Atoms,
     structure_id: str,
@@ -116,6 +145,7 @@ def validate_atoms(
     volume = abs(float(np.linalg.det(atoms.cell.array)))
     if volume < 1e-6:
         raise InvalidStructureError(structure_id, "not-periodic", "cell has zero volume")
+    check_ordered(atoms, structure_id)
     allowed = set(element_types)
     unknown = sorted(set(atoms.get_chemical_symbols()) - allowed)
     if unknown:
