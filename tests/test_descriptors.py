@@ -17,6 +17,7 @@ from matgl_ltc.analysis.screening_report import read_scan
 from matgl_ltc.data import random_splits
 from matgl_ltc.data.descriptors import (
     DESCRIPTOR_NAMES,
+    ELEMENT_PROPERTIES,
     descriptor_matrix,
     primitive_atom_count,
     structure_descriptors,
@@ -43,6 +44,10 @@ def test_descriptors_describe_the_crystal_not_the_cell(togo15):
         supercell = atoms.repeat((2, 1, 3))
         assert primitive_atom_count(supercell) == len(atoms)
         np.testing.assert_allclose(structure_descriptors(supercell), structure_descriptors(atoms), rtol=1e-9)
+        statistics = slice(0, 4 * len(ELEMENT_PROPERTIES))  # bit for bit: trees split anywhere
+        np.testing.assert_array_equal(
+            structure_descriptors(supercell)[statistics], structure_descriptors(atoms)[statistics]
+        )
     assert primitive_atom_count(bulk("NaCl", "rocksalt", a=5.64, cubic=True)) == 2
     assert primitive_atom_count(bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat((3, 4, 2))) == 2
     wurtzite = bulk("ZnO", "wurtzite", a=3.25, c=5.2)  # its counts share 2, yet it is primitive
@@ -51,6 +56,15 @@ def test_descriptors_describe_the_crystal_not_the_cell(togo15):
     rattled = bulk("Si", "diamond", a=5.43).repeat(2)
     rattled.positions += np.random.default_rng(0).normal(0.0, 0.05, rattled.positions.shape)
     assert primitive_atom_count(rattled) == 16  # no translation symmetry left: counted as given
+    big = bulk("Si", "diamond", a=5.43, cubic=True).repeat(10)  # 8000 atoms: found in linear time
+    assert primitive_atom_count(big) == 2
+
+
+def test_an_element_crystal_has_no_spread_in_any_cell():
+    """A sum over sites left ~1e-16 that depended on the cell, and the shipped trees split on it."""
+    spreads = [name.startswith("std_") for name in DESCRIPTOR_NAMES]
+    for atoms in (bulk("Si"), bulk("Si", cubic=True), bulk("Si", cubic=True).repeat(3)):
+        assert (structure_descriptors(atoms)[spreads] == 0).all()
 
 
 def test_hybrid_head_starts_where_the_model_was(eform_model, togo15):

@@ -96,19 +96,45 @@ def primitive_atom_count(atoms: Atoms, tolerance: float = 0.01) -> int:
     trees = [cKDTree(group, boxsize=1.0) for group in groups]
     rare = groups[int(np.argmin(counts))]
 
-    def is_translation(shift: np.ndarray) -> bool:
+    def rare_image(shift: np.ndarray, first: int | None = None) -> np.ndarray | None:
+        """Where a pure translation by ``shift`` sends each rare atom (its index), or None if
+        ``shift`` is not one; ``first`` checks only that many atoms of each species."""
+        image = None
         for group, tree in zip(groups, trees):
-            moved = wrapped(group + shift)
+            moved = wrapped(group[:first] + shift)
             found, nearest = tree.query(moved, distance_upper_bound=radius)
             if not np.isfinite(found).all():
-                return False
+                return None
             offset = moved - group[nearest]
             offset -= np.round(offset)
             if not (np.linalg.norm(offset @ cell, axis=1) < tolerance).all():
-                return False
-        return True
+                return None
+            if group is rare:
+                image = nearest
+        return image
 
-    points = 1 + sum(is_translation(r - rare[0]) for r in rare[1:])
+    # The translations form a group acting freely on the rare atoms, so the lattice points are
+    # the orbit of rare[0]: a candidate already in the orbit of the translations found so far
+    # needs no check, which keeps a large supercell linear instead of quadratic in its atoms.
+    images: list[np.ndarray] = []
+    orbit = np.zeros(len(rare), dtype=bool)
+    orbit[0] = True
+    for j in range(1, len(rare)):
+        if orbit[j]:
+            continue
+        shift = rare[j] - rare[0]
+        if rare_image(shift, first=8) is None:
+            continue
+        image = rare_image(shift)
+        if image is None:
+            continue
+        images.append(image)
+        frontier = np.flatnonzero(orbit)
+        while len(frontier):
+            reached = np.unique(np.concatenate([img[frontier] for img in images]))
+            frontier = reached[~orbit[reached]]
+            orbit[frontier] = True
+    points = int(orbit.sum())
     return len(atoms) // points
 
 
@@ -119,21 +145,31 @@ def structure_descriptors(atoms: Atoms, nearest: float | None = None) -> np.ndar
     element present is NaN. ``nearest``, the nearest-neighbour distance when the caller
     already has it (the shortest edge of the structure's graph), saves a neighbour search.
     """
-    table = np.array([element_properties(s) for s in atoms.get_chemical_symbols()])
+    elements, counts = np.unique(atoms.get_chemical_symbols(), return_counts=True)
+    table = np.array([element_properties(s) for s in elements])
     volume = abs(atoms.get_volume())
     if nearest is None:
         nearest = nearest_neighbour_distance(atoms)
-    mass = float(np.sum(table[:, 1]))
+    mass = float(counts @ table[:, 1])
     extra = [
         volume / len(atoms),
         mass / volume,
         primitive_atom_count(atoms),
-        len(set(atoms.numbers.tolist())),
+        len(elements),
         nearest,
     ]
+    # Statistics over the composition's fractions, not a sum over sites: a supercell then gives
+    # bit for bit the same numbers, and an element crystal a spread of exactly 0 (a sum over
+    # sites left ~1e-16 depending on the cell, and trees fitted on such values split on it).
+    known = np.isfinite(table)
+    weights = np.where(known, counts[:, None] / len(atoms), 0.0)
+    values = np.where(known, table, 0.0)
     with warnings.catch_warnings():  # a property missing for every element present: NaN is the answer
         warnings.simplefilter("ignore", RuntimeWarning)
-        stats = [np.nanmean(table, 0), np.nanstd(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)]
+        weights = weights / weights.sum(0)
+        mean = np.sum(weights * values, 0)
+        std = np.sqrt(np.sum(weights * (values - mean) ** 2, 0))
+        stats = [mean, std, np.nanmin(table, 0), np.nanmax(table, 0)]
     return np.concatenate([*stats, extra])
 
 
