@@ -199,3 +199,23 @@ def test_disordered_crystals_are_refused_not_silently_ordered(tmp_path, rocksalt
 
     (record,) = iter_structures([Structure.from_file(tmp_path / "NaKCl.cif")])
     assert record.atoms is None and record.error.reason == "disordered"
+
+
+def test_vasp_folders_are_read_and_an_empty_folder_is_an_error(tmp_path, rocksalt):
+    vasp = tmp_path / "relaxed"
+    vasp.mkdir()
+    ase.io.write(vasp / "CONTCAR", rocksalt, format="vasp")
+    ase.io.write(vasp / "POSCAR_NaCl", rocksalt, format="vasp")
+    (vasp / "notes.txt").write_text("not a structure")
+    assert sorted(r.id for r in iter_structures(vasp)) == ["CONTCAR", "POSCAR_NaCl"]
+
+    for mp_id in ("mp-22862", "mp-1265"):
+        (tmp_path / "nested" / mp_id).mkdir(parents=True)
+        ase.io.write(tmp_path / "nested" / mp_id / "CONTCAR", rocksalt, format="vasp")
+    files = sorted((tmp_path / "nested").glob("*/CONTCAR"))  # what the error below advises
+    assert [r.id for f in files for r in iter_structures(f)] == ["mp-1265/CONTCAR", "mp-22862/CONTCAR"]
+    (record,) = iter_structures(tmp_path / "nested")
+    assert record.atoms is None and record.error.reason == "unreadable"
+    assert "holds no structure file" in str(record.error) and "subfolders are not searched" in str(
+        record.error
+    )

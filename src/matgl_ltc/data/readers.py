@@ -70,16 +70,25 @@ def _record_from_atoms(atoms: Atoms, fallback_id: str) -> StructureRecord:
     return StructureRecord(id=sid, atoms=atoms, info=dict(atoms.info))
 
 
+def _file_id(path: Path, in_folder: bool) -> str:
+    """A file's id: its stem, but ``mp-1/CONTCAR`` for VASP's fixed names given one by one, so
+    ``DIR/*/CONTCAR`` does not give every structure the same id."""
+    if not in_folder and path.name in ("POSCAR", "CONTCAR") and path.resolve().parent.name:
+        return f"{path.resolve().parent.name}/{path.name}"
+    return path.stem
+
+
 def _iter_file(path: Path, stem_ids: bool = False) -> Iterator[StructureRecord]:
+    stem = _file_id(path, stem_ids)
     try:
         frames = ase.io.iread(str(path), index=":")
         for i, atoms in enumerate(frames):
-            fallback = path.stem if stem_ids or i == 0 else f"{path.stem}:{i}"
+            fallback = stem if stem_ids or i == 0 else f"{stem}:{i}"
             yield _record_from_atoms(atoms, fallback)
     except Exception as exc:  # ase raises many types for malformed files
         if isinstance(exc, (KeyboardInterrupt, MemoryError)):
             raise
-        sid = path.stem if stem_ids else path.name
+        sid = stem if stem_ids else path.name
         err = InvalidStructureError(sid, "unreadable", f"cannot read {path}: {type(exc).__name__}: {exc}")
         yield StructureRecord(id=sid, atoms=None, error=err)
 
@@ -96,11 +105,24 @@ def _read_id_prop(folder: Path) -> dict[str, float]:
     return labels
 
 
+def is_structure_file(path: Path) -> bool:
+    """A file a structure folder is read from: a known suffix, or VASP's POSCAR*/CONTCAR* names."""
+    return path.is_file() and (
+        path.suffix.lower() in STRUCTURE_SUFFIXES or "POSCAR" in path.name or "CONTCAR" in path.name
+    )
+
+
 def _iter_folder(folder: Path, label_key: str) -> Iterator[StructureRecord]:
     labels = _read_id_prop(folder) if (folder / ID_PROP_FILE).exists() else {}
-    files = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in STRUCTURE_SUFFIXES or p.name == "POSCAR"
-    )
+    files = sorted(p for p in folder.iterdir() if is_structure_file(p))
+    if not files:  # a typo'd or wrong folder must not pass as an empty, successful batch
+        looked_for = ", ".join(f"*{suffix}" for suffix in STRUCTURE_SUFFIXES)
+        detail = f"{folder} holds no structure file ({looked_for}, POSCAR*, CONTCAR*)"
+        if any(p.is_dir() for p in folder.iterdir()):
+            detail += "; its subfolders are not searched: pass them, e.g. DIR/*/CONTCAR"
+        yield StructureRecord(
+            folder.name, None, error=InvalidStructureError(folder.name, "unreadable", detail)
+        )
     for path in files:
         for record in _iter_file(path, stem_ids=True):
             if record.atoms is not None and record.id in labels:
