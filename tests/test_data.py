@@ -6,6 +6,7 @@ import ase.io
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.build import bulk
 from ase.db import connect
 from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -111,6 +112,16 @@ def test_element_outside_megnet(rocksalt):
     rocksalt.symbols[0] = "Po"  # polonium is not among MEGNet's 89 elements
     err = _error_of(rocksalt)
     assert err.reason == "unknown-element" and "Po" in str(err)
+
+
+def test_overlapping_atoms(rocksalt):
+    doubled = rocksalt + rocksalt[:1]  # a site written twice, as a bad symmetry expansion does
+    doubled.info = dict(rocksalt.info)
+    err = _error_of(doubled)
+    assert err.reason == "overlapping" and "atom 0 (Na) and atom 2 (Na) are 0.00 Å apart" in str(err)
+    shrunk = bulk("NaCl", "rocksalt", a=0.564)  # nm read as Å
+    shrunk.info.update(rocksalt.info)
+    assert _error_of(shrunk).reason == "overlapping"
 
 
 def test_graph_without_edges(isolated_atom):

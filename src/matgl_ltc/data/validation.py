@@ -18,6 +18,8 @@ from pymatgen.optimization.neighbors import find_points_in_spheres
 #: Elements MEGNet embeds (matgl's ``DEFAULT_ELEMENTS``: Z < 95 without Po, At, Rn, Fr, Ra).
 MEGNET_ELEMENTS: tuple[str, ...] = tuple(DEFAULT_ELEMENTS)
 _NUMERICAL_TOL = 1.0e-8
+#: Closest two atoms may be (Å); the shortest bonds in crystals, O-H and H-H, are 0.7-1 Å.
+MIN_DISTANCE = 0.5
 
 
 class InvalidStructureError(ValueError):
@@ -29,7 +31,8 @@ class InvalidStructureError(ValueError):
         The id of the structure (``atoms.info["id"]`` or its position).
     reason
         Short machine-friendly class of the problem: ``empty``, ``not-periodic``,
-        ``disordered``, ``unknown-element``, ``no-edges``, ``bad-label``, ``unreadable``.
+        ``disordered``, ``unknown-element``, ``overlapping``, ``no-edges``, ``bad-label``,
+        ``unreadable``.
     """
 
     def __init__(self, structure_id: str, reason: str, detail: str) -> None:
@@ -66,8 +69,9 @@ class DatasetValidationError(ValueError):
         return f"{self.listing()}\n{advice}"
 
 
-def count_edges(atoms: Atoms, cutoff: float) -> int:
-    """Number of directed edges of the periodic graph at ``cutoff``, as matgl builds it."""
+def _pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Directed pairs (source, target, distance) within ``cutoff``, periodic images included, as
+    matgl finds them; an atom's zero distance to itself is left out."""
     positions = np.ascontiguousarray(atoms.positions, dtype=float)
     src, dst, _, dist = find_points_in_spheres(
         positions,
@@ -77,7 +81,30 @@ def count_edges(atoms: Atoms, cutoff: float) -> int:
         lattice=np.ascontiguousarray(atoms.cell.array, dtype=float),
         tol=_NUMERICAL_TOL,
     )
-    return int(np.count_nonzero((src != dst) | (dist > _NUMERICAL_TOL)))
+    keep = (src != dst) | (dist > _NUMERICAL_TOL)
+    return src[keep], dst[keep], dist[keep]
+
+
+def count_edges(atoms: Atoms, cutoff: float) -> int:
+    """Number of directed edges of the periodic graph at ``cutoff``, as matgl builds it."""
+    return len(_pairs(atoms, cutoff)[0])
+
+
+def check_overlaps(atoms: Atoms, structure_id: str, min_distance: float = MIN_DISTANCE) -> None:
+    """Raise for atoms closer than ``min_distance`` Å: a site doubled by a symmetry expansion or a
+    unit slip, which MEGNet would read as a real, impossibly short bond."""
+    src, dst, dist = _pairs(atoms, min_distance)
+    if len(dist):
+        k = int(np.argmin(dist))
+        i, j = int(src[k]), int(dst[k])
+        symbols = atoms.get_chemical_symbols()
+        other = "its periodic image" if i == j else f"atom {j} ({symbols[j]})"
+        raise InvalidStructureError(
+            structure_id,
+            "overlapping",
+            f"atom {i} ({symbols[i]}) and {other} are {dist[k]:.2f} Å apart, under "
+            f"{min_distance:g} Å: a duplicated site or coordinates in the wrong unit",
+        )
 
 
 def check_label(value: object, structure_id: str) -> float:
@@ -156,6 +183,7 @@ def validate_atoms(
         )
     if not np.all(np.isfinite(atoms.positions)):
         raise InvalidStructureError(structure_id, "unreadable", "positions are not finite")
+    check_overlaps(atoms, structure_id)
     if check_edges and count_edges(atoms, cutoff) == 0:
         raise InvalidStructureError(
             structure_id,
