@@ -230,3 +230,12 @@ def test_vasp_folders_are_read_and_an_empty_folder_is_an_error(tmp_path, rocksal
     assert "holds no structure file" in str(record.error) and "subfolders are not searched" in str(
         record.error
     )
+
+
+def test_a_registered_name_is_not_shadowed_by_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "togo15").mkdir()  # say, a run folder made with --out togo15
+    with pytest.warns(UserWarning, match=r"write \./togo15 for the path"):
+        assert len(load_dataset("togo15")) == DOCUMENTED_COUNTS["togo15"]
+    with pytest.raises(DatasetValidationError, match="holds no structure file"):
+        load_dataset("./togo15")

@@ -143,6 +143,24 @@ class LTCDataset:
         )
 
 
+def _names_registered_set(source: str) -> bool:
+    """Whether a bare name (no folder part) is a registered dataset: it then means that set even
+    where a file or folder of that name exists (a run folder made with ``--out togo15``, say),
+    which ``./NAME`` still reads."""
+    from ..plugins import available_datasets
+
+    if Path(source).name != source or source not in available_datasets():
+        return False
+    if Path(source).exists():
+        warnings.warn(
+            f"{source!r} is a registered dataset and also a path here; reading the registered set "
+            f"(write ./{source} for the path)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return True
+
+
 def can_load(reference: str) -> bool:
     """Whether ``load_dataset(reference)`` can read it here: a registered name or an existing path."""
     from ..plugins import available_datasets
@@ -229,7 +247,9 @@ def load_dataset(
         return source
     if on_invalid not in ("raise", "skip"):
         raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
-    is_path = isinstance(source, os.PathLike) or (isinstance(source, str) and Path(source).exists())
+    is_path = isinstance(source, os.PathLike) or (
+        isinstance(source, str) and Path(source).exists() and not _names_registered_set(source)
+    )
     if isinstance(source, str) and not is_path:
         from ..plugins import available_datasets
 
