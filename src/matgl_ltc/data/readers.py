@@ -73,8 +73,8 @@ def _record_from_atoms(atoms: Atoms, fallback_id: str) -> StructureRecord:
 def _file_id(path: Path, in_folder: bool) -> str:
     """A file's id: its stem, but ``mp-1/CONTCAR`` for VASP's fixed names given one by one, so
     ``DIR/*/CONTCAR`` does not give every structure the same id."""
-    if not in_folder and path.name in ("POSCAR", "CONTCAR") and path.resolve().parent.name:
-        return f"{path.resolve().parent.name}/{path.name}"
+    if not in_folder and path.name in ("POSCAR", "CONTCAR") and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
     return path.stem
 
 
