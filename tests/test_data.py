@@ -239,3 +239,26 @@ def test_a_registered_name_is_not_shadowed_by_a_folder(tmp_path, monkeypatch):
         assert len(load_dataset("togo15")) == DOCUMENTED_COUNTS["togo15"]
     with pytest.raises(DatasetValidationError, match="holds no structure file"):
         load_dataset("./togo15")
+
+
+def test_pymatgen_json_files(tmp_path, togo15):
+    """``Structure.to("x.json")``, a list of them, or an {id: structure} dump, labels in properties."""
+    import json
+
+    structures = [AseAtomsAdaptor.get_structure(a) for a in togo15.atoms[:3]]
+    for s, k in zip(structures, togo15.labels[:3]):
+        s.properties = {"ltc": float(k)}  # no id: named by file, position or key
+    structures[0].to(filename=str(tmp_path / "one.json"))
+    (tmp_path / "many.json").write_text(json.dumps([s.as_dict() for s in structures]))
+    by_id = {sid: s.as_dict() for sid, s in zip(togo15.ids[:3], structures)}
+    by_id["broken"] = {"lattice": 1, "sites": []}
+    (tmp_path / "by_id.json").write_text(json.dumps(by_id))
+
+    assert load_dataset(tmp_path / "one.json").ids == ["one"]
+    many = load_dataset(tmp_path / "many.json")
+    assert many.ids == ["many:0", "many:1", "many:2"]
+    np.testing.assert_allclose(many.labels, togo15.labels[:3])
+    with pytest.raises(DatasetValidationError, match=r"broken.*not a pymatgen Structure"):
+        load_dataset(tmp_path / "by_id.json")
+    kept = load_dataset(tmp_path / "by_id.json", on_invalid="skip")
+    assert kept.ids == togo15.ids[:3]

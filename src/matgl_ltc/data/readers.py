@@ -78,8 +78,52 @@ def _file_id(path: Path, in_folder: bool) -> str:
     return path.stem
 
 
+def _pymatgen_json(path: Path) -> list[tuple[str, dict[str, Any]]] | None:
+    """(id, structure dict) pairs of a pymatgen JSON file (``Structure.to("x.json")``, a list of
+    them, or an ``{id: structure}`` mapping as Materials Project dumps hold); None for any other JSON."""
+    import json
+
+    def is_structure(obj: Any) -> bool:
+        return isinstance(obj, dict) and "lattice" in obj and "sites" in obj
+
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if is_structure(data):
+        return [(path.stem, data)]
+    if isinstance(data, list) and data and all(is_structure(d) for d in data):
+        return [(f"{path.stem}:{i}", d) for i, d in enumerate(data)]
+    if isinstance(data, dict) and data and all(is_structure(d) for d in data.values()):
+        return [(str(key), d) for key, d in data.items()]
+    return None
+
+
+def _iter_pymatgen_json(entries: list[tuple[str, dict[str, Any]]]) -> Iterator[StructureRecord]:
+    from pymatgen.core import Structure
+
+    for sid, entry in entries:
+        try:
+            atoms = to_atoms(Structure.from_dict(entry), sid)
+        except InvalidStructureError as exc:
+            yield StructureRecord(exc.structure_id, None, error=exc)
+            continue
+        except Exception as exc:  # pymatgen raises many types for a malformed dict
+            if isinstance(exc, MemoryError):
+                raise
+            detail = f"not a pymatgen Structure: {type(exc).__name__}: {exc}"
+            yield StructureRecord(sid, None, error=InvalidStructureError(sid, "unreadable", detail))
+            continue
+        atoms.info.setdefault("id", sid)
+        yield _record_from_atoms(atoms, sid)
+
+
 def _iter_file(path: Path, stem_ids: bool = False) -> Iterator[StructureRecord]:
     stem = _file_id(path, stem_ids)
+    entries = _pymatgen_json(path) if path.suffix.lower() == ".json" else None
+    if entries is not None:
+        yield from _iter_pymatgen_json(entries)
+        return
     try:
         frames = ase.io.iread(str(path), index=":")
         for i, atoms in enumerate(frames):
