@@ -108,6 +108,12 @@ def test_non_periodic_structure(rocksalt):
     assert err.reason == "not-periodic" and "NaCl-test" in str(err)
 
 
+def test_infinite_cell_is_named_so(rocksalt):
+    rocksalt.cell[2, 2] = np.inf  # reported before as "no edges", which sent users looking at the atoms
+    err = _error_of(rocksalt)
+    assert (err.reason, err.detail) == ("unreadable", "cell is not finite")
+
+
 def test_element_outside_megnet(rocksalt):
     rocksalt.symbols[0] = "Po"  # polonium is not among MEGNet's 89 elements
     err = _error_of(rocksalt)

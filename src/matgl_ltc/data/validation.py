@@ -169,6 +169,8 @@ def validate_atoms(
             f"structure is not periodic in all three directions (pbc={atoms.pbc.tolist()}); "
             "lattice thermal conductivity needs a crystal",
         )
+    if not np.isfinite(atoms.cell.array).all():
+        raise InvalidStructureError(structure_id, "unreadable", "cell is not finite")
     volume = abs(float(np.linalg.det(atoms.cell.array)))
     if volume < 1e-6:
         raise InvalidStructureError(structure_id, "not-periodic", "cell has zero volume")
