@@ -266,5 +266,6 @@ def test_pymatgen_json_files(tmp_path, togo15):
     np.testing.assert_allclose(many.labels, togo15.labels[:3])
     with pytest.raises(DatasetValidationError, match=r"broken.*not a pymatgen Structure"):
         load_dataset(tmp_path / "by_id.json")
-    kept = load_dataset(tmp_path / "by_id.json", on_invalid="skip")
+    with pytest.warns(UserWarning, match="skipped 1 invalid structure"):
+        kept = load_dataset(tmp_path / "by_id.json", on_invalid="skip")
     assert kept.ids == togo15.ids[:3]

@@ -53,12 +53,7 @@ def to_atoms(structure: Any, fallback_id: str | None = None) -> Atoms:
         props = getattr(structure, "properties", None) or {}
         if not structure.is_ordered:
             sid = str(props.get("id", fallback_id or structure.composition.reduced_formula))
-            sites = [
-                " ".join(f"{el}{frac:g}" for el, frac in sorted(site.species.as_dict().items()))
-                for site in structure
-                if not site.is_ordered
-            ]
-            raise disorder_error(sid, sorted(set(sites)))
+            raise disorder_error(sid, [site.species.as_dict() for site in structure if not site.is_ordered])
         atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.info.update({k: v for k, v in props.items() if np.isscalar(v)})
         return atoms

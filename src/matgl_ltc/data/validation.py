@@ -7,7 +7,7 @@ such structure poisons a whole training run. Everything that enters a model pass
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -123,9 +123,11 @@ def check_label(value: object, structure_id: str) -> float:
     return kappa
 
 
-def disorder_error(structure_id: str, sites: Sequence[str]) -> InvalidStructureError:
-    """The error for a crystal with partially occupied sites, which a graph of whole atoms cannot hold."""
-    shown = "; ".join(sites[:3]) + (f"; ... ({len(sites)} sites)" if len(sites) > 3 else "")
+def disorder_error(structure_id: str, occupancies: Iterable[dict[str, float]]) -> InvalidStructureError:
+    """The error for a crystal with partially occupied sites (their ``{element: fraction}``), which a
+    graph of whole atoms cannot hold."""
+    sites = sorted({" ".join(f"{el}{frac:g}" for el, frac in sorted(o.items())) for o in occupancies})
+    shown = "; ".join(sites[:3]) + (f"; ... {len(sites)} kinds in all" if len(sites) > 3 else "")
     return InvalidStructureError(
         structure_id,
         "disordered",
@@ -144,12 +146,12 @@ def check_ordered(atoms: Atoms, structure_id: str) -> None:
     if not isinstance(occupancy, dict):
         return
     partial = [
-        " ".join(f"{el}{frac:g}" for el, frac in sorted(species.items()))
+        species
         for species in occupancy.values()
         if isinstance(species, dict) and (len(species) > 1 or sum(species.values()) < 1 - 1e-6)
     ]
     if partial:
-        raise disorder_error(structure_id, sorted(set(partial)))
+        raise disorder_error(structure_id, partial)
 
 
 def validate_atoms(
