@@ -76,6 +76,11 @@ def test_reads_extxyz_cif_folder_asedb_and_structures(tmp_path, togo15):
     from_cif = load_dataset(folder)
     assert sorted(from_cif.ids) == sorted(togo15.ids[:4])
     np.testing.assert_allclose(from_cif.labels[from_cif.indices(togo15.ids[:4])], togo15.labels[:4])
+    (folder / "id_prop.csv").write_text(
+        "\n".join(f"{sid}.cif,{k}" for sid, k in zip(togo15.ids[:4], togo15.labels[:4]))
+    )
+    by_file_name = load_dataset(folder)  # rows naming the files, not their stems
+    np.testing.assert_allclose(by_file_name.labels, from_cif.labels)
 
     with connect(tmp_path / "four.db") as db:
         for sid, a, k in zip(togo15.ids[:4], atoms, togo15.labels[:4]):

@@ -693,6 +693,9 @@ def test_a_tiny_file_set_warns_scores_blank_where_undefined_and_packages(tmp_pat
         atoms.info["kappa"] = atoms.info.pop("ltc")
     ase.io.write(tmp_path / "ten.extxyz", structures)
     tiny = load_dataset(tmp_path / "ten.extxyz", label_key="kappa")
+    one = ["train", "--dataset", str(tmp_path / "ten.extxyz"), "--label-key", "kappa", "--epochs", "1"]
+    with pytest.warns(UserWarning, match="ten's validation split holds only 2 structure"):
+        assert main([*one, "--batch-size", "64", "--out", str(tmp_path / "one"), "--no-progress"]) == 0
     recipe = Recipe("tiny", (Stage("target", init="backbone:megnet-eform", **TINY),))
     with pytest.warns(UserWarning, match="ten's validation splits hold as few as 2 structure"):
         result = RecipeRunner(progress=False).run(recipe, tiny, tmp_path / "run", n_splits=2)

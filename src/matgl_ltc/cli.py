@@ -193,8 +193,10 @@ def cmd_train_recipe(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .data import load_splits
+    from .data.splits import warn_if_few_validation
     from .model import LTCModel, model_folders
     from .train import fit
+    from .train.fit import resolve_split
     from .train.recipes import REPLAY_START
     from .train.runner import start_replay, warn_if_replayed, warn_if_seen
 
@@ -216,6 +218,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--split-index {args.split_index} but {args.split_file} has {len(splits)} split(s)"
             )
         split = splits[args.split_index]
+    split = resolve_split(dataset, split)
+    warn_if_few_validation([split], dataset.name)
     start = args.backbone
     if args.from_model:
         starts = model_folders(args.from_model)

@@ -164,9 +164,11 @@ def _iter_folder(folder: Path, label_key: str) -> Iterator[StructureRecord]:
         )
     for path in files:
         for record in _iter_file(path, stem_ids=True):
-            if record.atoms is not None and record.id in labels:
-                record.atoms.info.setdefault(label_key, labels[record.id])
-                record.info.setdefault(label_key, labels[record.id])
+            # CGCNN's ids are file stems; a row naming the file (mp-1.cif) means the same structure
+            label = labels.get(record.id, labels.get(path.name))
+            if record.atoms is not None and label is not None:
+                record.atoms.info.setdefault(label_key, label)
+                record.info.setdefault(label_key, label)
             yield record
 
 

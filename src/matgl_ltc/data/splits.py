@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,3 +83,16 @@ def load_splits(path: str | os.PathLike) -> list[Split]:
 
 def save_splits(splits: Sequence[Split], path: str | os.PathLike) -> None:
     Path(path).write_text(json.dumps([s.to_dict() for s in splits], indent=1))
+
+
+def warn_if_few_validation(splits: Sequence[Split], name: str, stacklevel: int = 3) -> None:
+    """Warn when a split validates on fewer than 5 structures: its scores are then mostly noise."""
+    smallest = min(len(split.validation) for split in splits)
+    if smallest < 5:
+        held = "splits hold as few as" if len(splits) > 1 else "split holds only"
+        warnings.warn(
+            f"{name}'s validation {held} {smallest} structure(s), so the scores are mostly noise "
+            "(Spearman needs 3)",
+            UserWarning,
+            stacklevel=stacklevel,
+        )

@@ -29,7 +29,7 @@ import numpy as np
 from ..analysis.metrics import METRIC_NAMES, regression_metrics
 from ..data.datasets import LTCDataset, can_load, load_dataset
 from ..data.descriptors import descriptor_matrix
-from ..data.splits import Split, load_splits, random_splits, save_splits
+from ..data.splits import Split, load_splits, random_splits, save_splits, warn_if_few_validation
 from ..model.boosting import BOOSTING_JSON, DescriptorBoosting
 from ..model.loading import model_folders
 from ..model.ltc_model import LTCModel, saved_metadata, training_sets
@@ -352,14 +352,7 @@ class RecipeRunner:
         cache = self.stage_cache or out / "stages"
         target_splits = list(splits) if splits else random_splits(target.ids, n_splits=n_splits)
         _check_resumable(out, recipe, target_splits)
-        smallest = min(len(split.validation) for split in target_splits)
-        if smallest < 5:
-            warnings.warn(
-                f"{target.name}'s validation splits hold as few as {smallest} structure(s), so their "
-                "scores are mostly noise (Spearman needs 3)",
-                UserWarning,
-                stacklevel=2,
-            )
+        warn_if_few_validation(target_splits, target.name)
         (out / "recipe.json").write_text(json.dumps(recipe.to_dict(), indent=1))
         save_splits(target_splits, out / "splits.json")
         self.log(f"recipe {recipe.name} on {target.name}: {len(target_splits)} splits → {out}")
