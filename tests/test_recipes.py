@@ -716,7 +716,16 @@ def test_a_tiny_file_set_warns_scores_blank_where_undefined_and_packages(tmp_pat
     with pytest.warns(UserWarning, match="validation splits hold as few as 2"):
         RecipeRunner(progress=False).run(recipe, plain, tmp_path / "plain", n_splits=2)
     path = str((tmp_path / "ltc.extxyz").resolve())
-    assert "dataset_file" not in LTCModel.load(tmp_path / "run" / "split_0" / "target" / "model").metadata
+    kappa_meta = LTCModel.load(tmp_path / "run" / "split_0" / "target" / "model").metadata
+    kappa_file = str((tmp_path / "ten.extxyz").resolve())
+    assert (kappa_meta["dataset_file"], kappa_meta["dataset_label_key"]) == (kappa_file, "kappa")
+    with pytest.warns(UserWarning, match="which holds the formula of 10 of ten's 10"):
+        assert evaluate(load_model(tmp_path / "run"), tiny)["seen"] == {kappa_file: 10}
+    from_kappa = Recipe("k", (Stage("target", init=f"model:{tmp_path / 'run'}", replay="start", **TINY),))
+    with pytest.raises(
+        ValueError, match=f"labels are info\\['kappa'\\]; .*--replay {kappa_file} --label-key kappa"
+    ):
+        RecipeRunner(progress=False).run(from_kappa, plain, tmp_path / "from-kappa", n_splits=1)
     with pytest.warns(UserWarning, match=f"trained on {path}, which holds the formula of 10 of ltc's 10"):
         assert evaluate(load_model(tmp_path / "plain"), plain)["seen"] == {path: 10}
     again = Recipe("again", (Stage("target", init=f"model:{tmp_path / 'plain'}", replay="start", **TINY),))

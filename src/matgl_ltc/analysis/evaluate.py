@@ -70,8 +70,12 @@ def seen_in_training(ensemble: LTCEnsemble, dataset: LTCDataset) -> dict[str, in
     have a formula it holds."""
     from ..data.datasets import can_load, load_dataset
 
-    names = {name for member in ensemble.members for name in training_sets(member.metadata)}
+    sources = {
+        name: key for member in ensemble.members for name, key in training_sets(member.metadata).items()
+    }
     shared = {
-        name: dataset.count_shared_formulas(load_dataset(name)) for name in sorted(names) if can_load(name)
+        name: dataset.count_shared_formulas(load_dataset(name, label_key=sources[name]))
+        for name in sorted(sources)
+        if can_load(name)
     }
     return {name: n for name, n in shared.items() if n}

@@ -399,15 +399,21 @@ class LTCModel(nn.Module):
         return model.to(map_location)
 
 
-def training_sets(metadata: dict[str, Any]) -> list[str]:
+def training_sets(metadata: dict[str, Any]) -> dict[str, str]:
     """The datasets whose κ a model's last stage learnt, as ``load_dataset`` reads them (a file's
-    path, else a name): the one it trained on, and one it replayed at its own fidelity (a replay at
-    another fidelity, AGL's κ, taught another quantity)."""
+    path, else a name), each with the ``atoms.info`` key of its labels: the one it trained on, and
+    one it replayed at its own fidelity (a replay at another fidelity, AGL's κ, taught another
+    quantity)."""
     training = metadata.get("training") or {}
-    names = [metadata.get("dataset_file") or metadata.get("dataset")]
+    sources = [(metadata, "dataset")]
     if training.get("replay_fidelity", 0) == training.get("fidelity", 0):
-        names.append(training.get("replay_file") or training.get("replay"))
-    return [name for name in dict.fromkeys(names) if name]
+        sources.append((training, "replay"))
+    found: dict[str, str] = {}
+    for record, prefix in sources:
+        name = record.get(f"{prefix}_file") or record.get(prefix)
+        if name:
+            found.setdefault(name, record.get(f"{prefix}_label_key", "ltc"))
+    return found
 
 
 def saved_metadata(folder: str | os.PathLike) -> dict[str, Any]:

@@ -222,7 +222,6 @@ def fit(
     kept_epoch = module.best_epoch if keep == "best" else epochs - 1
     check_trained(f"{dataset.name} split {split.index}", module.history, val_pred, final_pred, lr)
     train_pred = model.predict_graphs([cache.graphs[i] for i in train_idx])
-    dataset_file, replay_file = _file_of(dataset), _file_of(replay)
     metrics: dict[str, Any] = {
         "dataset": dataset.name,
         "split": {
@@ -250,7 +249,7 @@ def fit(
             "freeze": list(freeze),
             "fidelity": model.state_index,
             "replay": replay_name,
-            **({"replay_file": replay_file} if replay_file else {}),
+            **_source_of(replay, "replay"),
             "replay_size": len(train_data) - len(train_idx),
             "replay_fidelity": replay_fidelity,
             "descriptors": model.uses_descriptors,
@@ -261,7 +260,7 @@ def fit(
     model.metadata.update(
         {
             "dataset": dataset.name,
-            **({"dataset_file": dataset_file} if dataset_file else {}),
+            **_source_of(dataset, "dataset"),
             "split": metrics["split"],
             "metrics": metrics["validation"],
             "training": metrics["settings"],
@@ -328,11 +327,14 @@ def check_trained(
         )
 
 
-def _file_of(data: LTCDataset | None) -> str | None:
-    """The file a set was read from (absolute path), so that a model's metadata can point at it:
-    a later fine-tuning can replay it (``replay = "start"``) and ``evaluate`` can tell seen data.
-    Only a file read back as is: one whose labels needed another ``label_key`` is not pointed at."""
-    return data.file if data is not None and data.file and data.label_key == "ltc" else None
+def _source_of(data: LTCDataset | None, prefix: str) -> dict[str, str]:
+    """``{prefix}_file``, the file a set was read from (absolute path), and ``{prefix}_label_key``
+    when its labels are not ``info["ltc"]``: a model's metadata points at them, so that ``evaluate``
+    can tell seen data and a later fine-tuning can replay it (``replay = "start"``)."""
+    if data is None or not data.file:
+        return {}
+    key = {} if data.label_key == "ltc" else {f"{prefix}_label_key": data.label_key}
+    return {f"{prefix}_file": data.file, **key}
 
 
 def replay_indices(n_replay: int, replay_size: int, seed: int, split_index: int) -> np.ndarray:

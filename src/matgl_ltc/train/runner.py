@@ -485,26 +485,33 @@ def warn_if_seen(
     """Warn when the model in ``start`` was trained on (or replayed) a dataset readable here
     (registered, or a file it recorded) sharing formulas with ``data``: fine-tuned on ``data``, it
     is scored on validation structures it has already seen."""
-    for trained_on in training_sets(saved_metadata(start)):
+    for trained_on, key in training_sets(saved_metadata(start)).items():
         if can_load(trained_on):
-            _warn_if_shared(load(trained_on), data, f"{label or start} was trained on {trained_on}")
+            source = load(trained_on) if key == "ltc" else load_dataset(trained_on, label_key=key)
+            _warn_if_shared(source, data, f"{label or start} was trained on {trained_on}")
 
 
 def start_replay(starts: Sequence[str | os.PathLike], label: str) -> str:
     """The dataset the start models learnt from (a registered name or a file's path), for
     ``replay = "start"``."""
-    names = sorted({name for start in starts for name in training_sets(saved_metadata(start))})
-    if len(names) != 1:
+    sources = {name: key for start in starts for name, key in training_sets(saved_metadata(start)).items()}
+    if len(sources) != 1:
         raise ValueError(
-            f"replaying the start: {label} learnt from {', '.join(names) or 'no recorded dataset'}; "
+            f"replaying the start: {label} learnt from {', '.join(sorted(sources)) or 'no recorded dataset'}; "
             "name the set to replay instead (replay = 'NAME|PATH', --replay NAME|PATH)"
         )
-    if not can_load(names[0]):
+    ((name, key),) = sources.items()
+    if not can_load(name):
         raise ValueError(
-            f"replaying the start: {label} learnt from {names[0]!r}, which is neither a registered "
+            f"replaying the start: {label} learnt from {name!r}, which is neither a registered "
             "dataset nor a file here; name its file instead (replay = 'PATH', --replay PATH)"
         )
-    return names[0]
+    if key != "ltc":  # a replay named in a recipe is read with info["ltc"]
+        raise ValueError(
+            f"replaying the start: {label} learnt from {name}, whose labels are info[{key!r}]; "
+            f"replay it from the command line with its key: --replay {name} --label-key {key}"
+        )
+    return name
 
 
 def warn_if_replayed(replay: LTCDataset, data: LTCDataset) -> None:
