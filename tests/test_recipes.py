@@ -723,9 +723,18 @@ def test_a_tiny_file_set_warns_scores_blank_where_undefined_and_packages(tmp_pat
         assert evaluate(load_model(tmp_path / "run"), tiny)["seen"] == {kappa_file: 10}
     from_kappa = Recipe("k", (Stage("target", init=f"model:{tmp_path / 'run'}", replay="start", **TINY),))
     with pytest.raises(
-        ValueError, match=f"labels are info\\['kappa'\\]; .*--replay {kappa_file} --label-key kappa"
+        ValueError, match=r"learnt from .*ten.extxyz, whose labels are info\['kappa'\]; .* --label-key kappa"
     ):
         RecipeRunner(progress=False).run(from_kappa, plain, tmp_path / "from-kappa", n_splits=1)
+    argv = [*one, "--from-model", str(tmp_path / "run"), "--replay", "start", "--out", str(tmp_path / "ft")]
+    with (
+        pytest.warns(UserWarning, match="trained on .*ten.extxyz, which holds the formula of 10"),
+        pytest.warns(UserWarning, match="the stage replays ten, which holds the formula of 10"),
+        pytest.warns(UserWarning, match="validation split holds only 2"),
+    ):
+        assert main([*argv, "--no-progress"]) == 0
+    replayed = LTCModel.load(tmp_path / "ft" / "model").metadata["training"]
+    assert (replayed["replay_file"], replayed["replay_label_key"]) == (kappa_file, "kappa")
     with pytest.warns(UserWarning, match=f"trained on {path}, which holds the formula of 10 of ltc's 10"):
         assert evaluate(load_model(tmp_path / "plain"), plain)["seen"] == {path: 10}
     again = Recipe("again", (Stage("target", init=f"model:{tmp_path / 'plain'}", replay="start", **TINY),))

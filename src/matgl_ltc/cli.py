@@ -239,7 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 raise ValueError(
                     "--replay start replays what the --from-model model learnt from: add --from-model"
                 )
-            source = start_replay([start], args.from_model)
+            source = start_replay([start], args.from_model, args.label_key)
         replay = load_labelled(args, source)
         warn_if_replayed(replay, dataset)
         what += f", replaying {replay.name} ({len(replay)} structures)"

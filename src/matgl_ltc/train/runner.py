@@ -491,9 +491,9 @@ def warn_if_seen(
             _warn_if_shared(source, data, f"{label or start} was trained on {trained_on}")
 
 
-def start_replay(starts: Sequence[str | os.PathLike], label: str) -> str:
+def start_replay(starts: Sequence[str | os.PathLike], label: str, label_key: str = "ltc") -> str:
     """The dataset the start models learnt from (a registered name or a file's path), for
-    ``replay = "start"``."""
+    ``replay = "start"``, when it can be read with ``label_key`` (a recipe reads ``info["ltc"]``)."""
     sources = {name: key for start in starts for name, key in training_sets(saved_metadata(start)).items()}
     if len(sources) != 1:
         raise ValueError(
@@ -506,10 +506,10 @@ def start_replay(starts: Sequence[str | os.PathLike], label: str) -> str:
             f"replaying the start: {label} learnt from {name!r}, which is neither a registered "
             "dataset nor a file here; name its file instead (replay = 'PATH', --replay PATH)"
         )
-    if key != "ltc":  # a replay named in a recipe is read with info["ltc"]
+    if key not in ("ltc", label_key):
         raise ValueError(
             f"replaying the start: {label} learnt from {name}, whose labels are info[{key!r}]; "
-            f"replay it from the command line with its key: --replay {name} --label-key {key}"
+            f"replay it from the command line with its key: --label-key {key}"
         )
     return name
 
