@@ -221,6 +221,13 @@ def test_disordered_crystals_are_refused_not_silently_ordered(tmp_path, rocksalt
 
     (record,) = iter_structures([Structure.from_file(tmp_path / "NaKCl.cif")])
     assert record.atoms is None and record.error.reason == "disordered"
+    rounded = AseAtomsAdaptor.get_structure(rocksalt)  # a full site written as 0.999 is full
+    rounded.replace_species({"Na": {"Na": 0.999}})
+    rounded.to(filename=str(tmp_path / "rounded.cif"))
+    for source in (tmp_path / "rounded.cif", [rounded]):
+        (record,) = iter_structures(source)
+        validate_atoms(record.atoms, "rounded")
+        assert record.atoms.get_chemical_formula() == "ClNa"
 
 
 def test_vasp_folders_are_read_and_an_empty_folder_is_an_error(tmp_path, rocksalt):

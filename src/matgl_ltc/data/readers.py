@@ -18,7 +18,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from .validation import InvalidStructureError, disorder_error
+from .validation import InvalidStructureError, disorder_error, is_partial
 
 #: File suffixes read as single structures inside a folder (CIF folders, POSCAR collections).
 STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".xyz", ".extxyz", ".json", ".cssr", ".res")
@@ -52,8 +52,14 @@ def to_atoms(structure: Any, fallback_id: str | None = None) -> Atoms:
     if isinstance(structure, (Structure, IStructure)):
         props = getattr(structure, "properties", None) or {}
         if not structure.is_ordered:
-            sid = str(props.get("id", fallback_id or structure.composition.reduced_formula))
-            raise disorder_error(sid, [site.species.as_dict() for site in structure if not site.is_ordered])
+            occupancies = [site.species.as_dict() for site in structure]
+            partial = [o for o in occupancies if is_partial(o)]
+            if partial:
+                sid = str(props.get("id", fallback_id or structure.composition.reduced_formula))
+                raise disorder_error(sid, partial)
+            structure = structure.copy()  # sites at 0.99-1: full, as ASE's CIF reader has them
+            for i, occupancy in enumerate(occupancies):
+                structure.replace(i, next(iter(occupancy)))
         atoms = AseAtomsAdaptor.get_atoms(structure)
         atoms.info.update({k: v for k, v in props.items() if np.isscalar(v)})
         return atoms

@@ -136,6 +136,12 @@ def disorder_error(structure_id: str, occupancies: Iterable[dict[str, float]]) -
     )
 
 
+def is_partial(occupancy: dict[str, float]) -> bool:
+    """Whether a site's ``{element: fraction}`` is disordered: mixed, or under 99 % occupied (a
+    CIF's 0.999 is a full site written with rounding)."""
+    return len(occupancy) > 1 or sum(occupancy.values()) < 0.99
+
+
 def check_ordered(atoms: Atoms, structure_id: str) -> None:
     """Raise for a crystal ASE read with partial occupancies.
 
@@ -145,11 +151,7 @@ def check_ordered(atoms: Atoms, structure_id: str) -> None:
     occupancy = atoms.info.get("occupancy")
     if not isinstance(occupancy, dict):
         return
-    partial = [
-        species
-        for species in occupancy.values()
-        if isinstance(species, dict) and (len(species) > 1 or sum(species.values()) < 1 - 1e-6)
-    ]
+    partial = [species for species in occupancy.values() if isinstance(species, dict) and is_partial(species)]
     if partial:
         raise disorder_error(structure_id, partial)
 
