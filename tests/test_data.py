@@ -237,6 +237,10 @@ def test_vasp_folders_are_read_and_an_empty_folder_is_an_error(tmp_path, rocksal
     ase.io.write(vasp / "POSCAR_NaCl", rocksalt, format="vasp")
     (vasp / "notes.txt").write_text("not a structure")
     assert sorted(r.id for r in iter_structures(vasp)) == ["CONTCAR", "POSCAR_NaCl"]
+    plain = rocksalt.copy()
+    plain.info = {"ltc": 7.1}  # frames without ids are named by file and position, in a folder too
+    ase.io.write(vasp / "two.extxyz", [plain, plain])
+    assert sorted(r.id for r in iter_structures(vasp)) == ["CONTCAR", "POSCAR_NaCl", "two", "two:1"]
 
     for mp_id in ("mp-22862", "mp-1265"):
         (tmp_path / "nested" / mp_id).mkdir(parents=True)

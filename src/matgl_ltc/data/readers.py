@@ -119,8 +119,8 @@ def _iter_pymatgen_json(entries: list[tuple[str, dict[str, Any]]]) -> Iterator[S
         yield _record_from_atoms(atoms, sid)
 
 
-def _iter_file(path: Path, stem_ids: bool = False) -> Iterator[StructureRecord]:
-    stem = _file_id(path, stem_ids)
+def _iter_file(path: Path, in_folder: bool = False) -> Iterator[StructureRecord]:
+    stem = _file_id(path, in_folder)
     entries = _pymatgen_json(path) if path.suffix.lower() == ".json" else None
     if entries is not None:
         yield from _iter_pymatgen_json(entries)
@@ -128,12 +128,12 @@ def _iter_file(path: Path, stem_ids: bool = False) -> Iterator[StructureRecord]:
     try:
         frames = ase.io.iread(str(path), index=":")
         for i, atoms in enumerate(frames):
-            fallback = stem if stem_ids or i == 0 else f"{stem}:{i}"
+            fallback = stem if i == 0 else f"{stem}:{i}"
             yield _record_from_atoms(atoms, fallback)
     except Exception as exc:  # ase raises many types for malformed files
         if isinstance(exc, (KeyboardInterrupt, MemoryError)):
             raise
-        sid = stem if stem_ids else path.name
+        sid = stem if in_folder else path.name
         err = InvalidStructureError(sid, "unreadable", f"cannot read {path}: {type(exc).__name__}: {exc}")
         yield StructureRecord(id=sid, atoms=None, error=err)
 
@@ -169,7 +169,7 @@ def _iter_folder(folder: Path, label_key: str) -> Iterator[StructureRecord]:
             folder.name, None, error=InvalidStructureError(folder.name, "unreadable", detail)
         )
     for path in files:
-        for record in _iter_file(path, stem_ids=True):
+        for record in _iter_file(path, in_folder=True):
             # CGCNN's ids are file stems; a row naming the file (mp-1.cif) means the same structure
             label = labels.get(record.id, labels.get(path.name))
             if record.atoms is not None and label is not None:
