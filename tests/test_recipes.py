@@ -643,12 +643,18 @@ def test_fine_tuning_a_shipped_ensemble(tmp_path, togo15, capsys):
     assert "replaying togo15" in card and "Trained on `hh143` (and `togo15`, replayed in every epoch)" in card
     with pytest.warns(UserWarning, match="the stage replays togo15, which holds the formula of 95 of"):
         RecipeRunner(progress=False).run(replaying, togo15, tmp_path / "togo-replay", n_splits=1)
-    # a model that learnt from two sets has no one "start" to replay: the error names both
-    again = Recipe(
-        "again", (Stage("target", init=f"model:{tmp_path / 'hh-replay'}", replay="start", **TINY),)
-    )
-    with pytest.raises(ValueError, match="learnt from hh143, togo15; name the set to replay"):
-        RecipeRunner(progress=False).run(again, "hh143", tmp_path / "again", n_splits=1)
+    # a model that learnt from two sets replays their union, and a model that replayed a union
+    # replays its parts, not the union twice
+    for start, out in (("hh-replay", "again"), ("again", "again-2")):
+        again = Recipe("again", (Stage("target", init=f"model:{tmp_path / start}", replay="start", **TINY),))
+        replays = r"the stage replays hh143\+togo15, which holds the formula of 143"
+        seen = f"{start} was trained on hh143, which holds the formula of 143"
+        with pytest.warns(UserWarning, match=replays), pytest.warns(UserWarning, match=seen):
+            RecipeRunner(progress=False).run(again, "hh143", tmp_path / out, n_splits=1)
+        stage = json.loads((tmp_path / out / "recipe.json").read_text())["stages"][0]
+        metrics = json.loads((tmp_path / out / "split_0" / "target" / "metrics.json").read_text())
+        assert stage["replay"] == metrics["settings"]["replay"] == "hh143+togo15"
+        assert metrics["settings"]["replay_size"] == 238
 
     # one model from the command line: --split-index 10 of a 9-member ensemble starts from member 1
     argv = ["train", "--dataset", "hh143", "--from-model", "LTC-MEGNet-Togo15-hybrid", "--split-index", "10"]

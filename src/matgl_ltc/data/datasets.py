@@ -143,6 +143,33 @@ class LTCDataset:
         )
 
 
+def _load_union(
+    parts: list[str], name: str | None, label_key: str, require_labels: bool, cutoff: float, on_invalid: str
+) -> LTCDataset:
+    """One set of several: registered parts keep their own labels, files read theirs at ``label_key``;
+    the union's ``source`` joins the parts' so that it can be read again."""
+    from ..plugins import available_datasets
+
+    registry = available_datasets()
+    sets = [
+        load_dataset(
+            part,
+            label_key="ltc" if part in registry else label_key,
+            require_labels=require_labels,
+            cutoff=cutoff,
+            on_invalid=on_invalid,
+        )
+        for part in parts
+    ]
+    union = sets[0]
+    for other in sets[1:]:
+        union = union + other
+    union.name = name or union.name
+    union.source = UNION.join(part.source or reference for part, reference in zip(sets, parts))
+    union.label_key = label_key
+    return union
+
+
 def _names_registered_set(source: str) -> bool:
     """Whether a bare name (no folder part) is a registered dataset: it then means that set even
     where a file or folder of that name exists (a run folder made with ``--out togo15``, say),
@@ -162,10 +189,28 @@ def _names_registered_set(source: str) -> bool:
 
 
 def can_load(reference: str) -> bool:
-    """Whether ``load_dataset(reference)`` can read it here: a registered name or an existing path."""
+    """Whether ``load_dataset(reference)`` can read it here: a registered name, an existing path,
+    or a union of those (``togo15+my.extxyz``)."""
     from ..plugins import available_datasets
 
-    return reference in available_datasets() or Path(reference).exists()
+    return reference in available_datasets() or Path(reference).exists() or bool(_union_parts(reference))
+
+
+#: Joins the sets of a union: ``load_dataset("togo15+my.extxyz")`` reads both as one set.
+UNION = "+"
+
+
+def _union_parts(source: object) -> list[str]:
+    """The parts of a union reference, when it is not itself a path and every part can be read."""
+    if not isinstance(source, str) or UNION not in source or Path(source).exists():
+        return []
+    parts = source.split(UNION)
+    return parts if all(part and can_load(part) for part in parts) else []
+
+
+def dataset_parts(reference: str) -> list[str]:
+    """The sets a reference reads: a union's parts, else the reference itself."""
+    return _union_parts(reference) or [reference]
 
 
 def bundled_path(name: str) -> Path:
@@ -247,6 +292,9 @@ def load_dataset(
         return source
     if on_invalid not in ("raise", "skip"):
         raise ValueError(f"on_invalid must be 'raise' or 'skip', not {on_invalid!r}")
+    parts = _union_parts(source)
+    if parts:
+        return _load_union(parts, name, label_key, require_labels, cutoff, on_invalid)
     is_path = isinstance(source, os.PathLike) or (
         isinstance(source, str) and Path(source).exists() and not _names_registered_set(source)
     )
@@ -256,9 +304,9 @@ def load_dataset(
         registry = available_datasets()
         if source not in registry:
             known = ", ".join(sorted(registry))
-            raise FileNotFoundError(
-                f"{source!r} is neither a registered dataset ({known}) nor an existing path"
-            )
+            missing = [part for part in source.split(UNION) if not can_load(part)] if UNION in source else []
+            what = f"{', '.join(map(repr, missing))} (in {source!r})" if missing else repr(source)
+            raise FileNotFoundError(f"{what} is neither a registered dataset ({known}) nor an existing path")
         spec = registry[source]
         loaded = spec.load()
         if isinstance(loaded, LTCDataset):

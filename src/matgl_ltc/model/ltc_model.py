@@ -403,16 +403,20 @@ def training_sets(metadata: dict[str, Any]) -> dict[str, str]:
     """The datasets whose κ a model's last stage learnt, as ``load_dataset`` reads them (a file's
     path, else a name), each with the ``atoms.info`` key of its labels: the one it trained on, and
     one it replayed at its own fidelity (a replay at another fidelity, AGL's κ, taught another
-    quantity)."""
+    quantity); a union's parts one by one."""
     training = metadata.get("training") or {}
     sources = [(metadata, "dataset")]
     if training.get("replay_fidelity", 0) == training.get("fidelity", 0):
         sources.append((training, "replay"))
+    from ..data.datasets import dataset_parts
+    from ..plugins import available_datasets
+
+    registry = available_datasets()
     found: dict[str, str] = {}
     for record, prefix in sources:
         name = record.get(f"{prefix}_file") or record.get(prefix)
-        if name:
-            found.setdefault(name, record.get(f"{prefix}_label_key", "ltc"))
+        for part in dataset_parts(name) if name else []:  # a union's sets, one by one
+            found.setdefault(part, "ltc" if part in registry else record.get(f"{prefix}_label_key", "ltc"))
     return found
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis.metrics import METRIC_NAMES, regression_metrics
-from ..data.datasets import LTCDataset, can_load, load_dataset
+from ..data.datasets import UNION, LTCDataset, can_load, load_dataset
 from ..data.descriptors import descriptor_matrix
 from ..data.splits import Split, load_splits, random_splits, save_splits, warn_if_few_validation
 from ..model.boosting import BOOSTING_JSON, DescriptorBoosting
@@ -492,26 +492,29 @@ def warn_if_seen(
 
 
 def start_replay(starts: Sequence[str | os.PathLike], label: str, label_key: str = "ltc") -> str:
-    """The dataset the start models learnt from (a registered name or a file's path), for
-    ``replay = "start"``, when it can be read with ``label_key`` (a recipe reads ``info["ltc"]``)."""
+    """What the start models learnt from, for ``replay = "start"``: a registered name or a file's
+    path, or their union (``hh143+togo15``) for a start that learnt from several. Files must be
+    readable with ``label_key`` (a recipe reads ``info["ltc"]``)."""
+    from ..plugins import available_datasets
+
     sources = {name: key for start in starts for name, key in training_sets(saved_metadata(start)).items()}
-    if len(sources) != 1:
+    if not sources:
         raise ValueError(
-            f"replaying the start: {label} learnt from {', '.join(sorted(sources)) or 'no recorded dataset'}; "
-            "name the set to replay instead (replay = 'NAME|PATH', --replay NAME|PATH)"
+            f"replaying the start: {label} records no dataset; name the set to replay instead "
+            "(replay = 'NAME|PATH', --replay NAME|PATH)"
         )
-    ((name, key),) = sources.items()
-    if not can_load(name):
-        raise ValueError(
-            f"replaying the start: {label} learnt from {name!r}, which is neither a registered "
-            "dataset nor a file here; name its file instead (replay = 'PATH', --replay PATH)"
-        )
-    if key not in ("ltc", label_key):
-        raise ValueError(
-            f"replaying the start: {label} learnt from {name}, whose labels are info[{key!r}]; "
-            f"replay it from the command line with its key: --label-key {key}"
-        )
-    return name
+    for name, key in sorted(sources.items()):
+        if not can_load(name):
+            raise ValueError(
+                f"replaying the start: {label} learnt from {name!r}, which is neither a registered "
+                "dataset nor a file here; name its file instead (replay = 'PATH', --replay PATH)"
+            )
+        if name not in available_datasets() and key != label_key:
+            raise ValueError(
+                f"replaying the start: {label} learnt from {name}, whose labels are info[{key!r}]; "
+                f"replay it from the command line with its key: --label-key {key}"
+            )
+    return UNION.join(sorted(sources))
 
 
 def warn_if_replayed(replay: LTCDataset, data: LTCDataset) -> None:
