@@ -465,7 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
         "for one stage only, write a recipe file (docs/recipes.md).",
     )
     train.add_argument(
-        "--dataset", required=True, help="bundled name (togo15, hh143, mix, aflow_agl) or path"
+        "--dataset",
+        required=True,
+        help="bundled name (togo15, hh143, mix, aflow_agl) or path; A+B reads both as one set",
     )
     train.add_argument(
         "--backbone", default=None, help="megnet-eform (default), megnet-random, ... (one model only)"
@@ -609,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="score a model, ensemble or run on a labelled dataset")
     evaluate.add_argument("model", help="model name, model/ensemble folder or recipe run folder")
-    evaluate.add_argument("--dataset", required=True)
+    evaluate.add_argument("--dataset", required=True, help="a registered name or a path; A+B for both")
     evaluate.add_argument("--out", help="write the full result as JSON")
     evaluate.add_argument(
         "--estimate",
