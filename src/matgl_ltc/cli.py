@@ -688,6 +688,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What an interrupted command kept, for the commands that resume."""
+    if args.command == "scan":
+        return "; the structures scanned so far are saved, and the same command resumes"
+    if args.command == "reproduce" or (args.command == "train" and getattr(args, "recipe", None)):
+        return "; finished stages are kept, and the same command resumes"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -702,6 +711,9 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"matgl-ltc {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C is a user's choice, not a crash: no traceback
+        print(f"\nmatgl-ltc {args.command}: interrupted{_resume_hint(args)}", file=sys.stderr)
+        return 130
     finally:
         warnings.formatwarning = formatwarning
 
