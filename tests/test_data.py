@@ -285,3 +285,22 @@ def test_pymatgen_json_files(tmp_path, togo15):
     with pytest.warns(UserWarning, match="skipped 1 invalid structure"):
         kept = load_dataset(tmp_path / "by_id.json", on_invalid="skip")
     assert kept.ids == togo15.ids[:3]
+
+
+def test_a_union_of_sets_reads_as_one(tmp_path, togo15):
+    hh = load_dataset("hh143")
+    mine = [a.copy() for a in hh.atoms[:5]]
+    for atoms in mine:
+        atoms.info["kappa"] = atoms.info.pop("ltc")
+        atoms.info["id"] = f"my-{atoms.info['id']}"
+    ase.io.write(tmp_path / "mine.extxyz", mine)
+
+    union = load_dataset(f"togo15+{tmp_path / 'mine.extxyz'}", label_key="kappa")  # togo15 keeps 'ltc'
+    assert len(union) == 100 and union.ids[95:] == [a.info["id"] for a in mine]
+    np.testing.assert_allclose(union.labels, np.concatenate([togo15.labels, hh.labels[:5]]))
+    assert union.file == f"togo15+{(tmp_path / 'mine.extxyz').resolve()}"  # can be read again
+    assert load_dataset(union.file, label_key="kappa").ids == union.ids
+    with pytest.raises(FileNotFoundError, match=r"'nope' \(in 'togo15\+nope'\) is neither"):
+        load_dataset("togo15+nope")
+    with pytest.raises(ValueError, match="duplicate id"):
+        load_dataset("togo15+mix")

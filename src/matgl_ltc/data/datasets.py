@@ -77,9 +77,10 @@ class LTCDataset:
 
     @property
     def file(self) -> str:
-        """The file (absolute path) the set was read from; empty for a registered set or for
-        structures given in memory."""
-        return self.source if self.source and Path(self.source).is_absolute() else ""
+        """The file (absolute path) the set was read from, or a union holding one
+        (``togo15+/data/my.extxyz``); empty for a registered set or for structures given in memory."""
+        parts = self.source.split(UNION) if self.source else []
+        return self.source if any(Path(part).is_absolute() for part in parts) else ""
 
     @property
     def is_labelled(self) -> bool:
