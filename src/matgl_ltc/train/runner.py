@@ -510,9 +510,14 @@ def start_replay(starts: Sequence[str | os.PathLike], label: str, label_key: str
                 "dataset nor a file here; name its file instead (replay = 'PATH', --replay PATH)"
             )
         if name not in available_datasets() and key != label_key:
+            how = (
+                "a recipe reads a replay's labels at info['ltc']; train from the start one model at a "
+                f"time instead: matgl-ltc train --from-model MODEL --replay start --label-key {key}"
+                if label_key == "ltc"
+                else f"pass --label-key {key}"
+            )
             raise ValueError(
-                f"replaying the start: {label} learnt from {name}, whose labels are info[{key!r}]; "
-                f"replay it from the command line with its key: --label-key {key}"
+                f"replaying the start: {label} learnt from {name}, whose labels are info[{key!r}]; {how}"
             )
     return UNION.join(sorted(sources))
 
