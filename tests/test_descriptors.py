@@ -157,3 +157,6 @@ def test_hybrid_fit_save_load_and_scan(tmp_path, togo15, shared_dir, eform_model
     table = read_scan(out)
     np.testing.assert_allclose(table["ltc_mean"], ensemble.predict(frames).mean, rtol=1e-5)
     np.testing.assert_allclose(table["ltc_1"], loaded.predict(frames), rtol=1e-5)
+    # ... and says, per structure, which descriptors left the hybrid member's training range
+    expected = [",".join(names) for names in ensemble.predict(frames).extrapolated]
+    assert list(table["extrapolated"]) == expected and all("n_species" in e for e in expected[1:15])

@@ -209,6 +209,12 @@ def test_shipped_ensembles_load_by_name_and_default(shared_dir):
     assert (predictions.members > 0).all()
     large = [a for a in ase.io.read(shared_dir / "data" / "mp_stable_scan.extxyz", ":200") if len(a) > 40][:5]
     assert len(large) == 5 and (default.predict(large).members > 0).all()
+    # what the clip hides is said: NaCl's cells are inside Togo15's range, an element crystal is
+    # outside it (Togo15 holds binaries only), farthest first, and large MP cells hold more atoms
+    assert predictions.extrapolated == [[], [], []]
+    silicon = default.predict([bulk("Si", "diamond", a=5.431)]).extrapolated[0]
+    assert silicon[0] == "n_species" and "std_X" in silicon and "n_atoms" not in silicon
+    assert all("n_atoms" in names for names in default.predict(large).extrapolated)
     assert not load_model("LTC-MEGNet-Togo15-2stage").uses_descriptors  # the paper's recipe, kept
     mix = load_model("LTC-MEGNet-MIX-2stage")
     assert "Sc" in mix.train_elements  # half-Heusler elements are in-domain for MIX
@@ -216,6 +222,7 @@ def test_shipped_ensembles_load_by_name_and_default(shared_dir):
     atoms.calc = LTCCalculator()
     kappa = atoms.calc.get_property("ltc", atoms)
     assert 0.3 < kappa < 30  # PbTe is a low-κ material (about 2 W/m/K)
+    assert atoms.calc.get_property("ltc_extrapolated", atoms) == ["mass_density"]  # the densest
     assert (
         bulk("Si", "diamond", a=5.431) and LTCCalculator().get_ltc(bulk("Si", "diamond", a=5.431)) > 5 * kappa
     )

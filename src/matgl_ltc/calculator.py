@@ -25,6 +25,7 @@ class LTCCalculator(Calculator):
     - ``ltc_var``: variance over members (var pTC);
     - ``ltc_members``: one prediction per member (array of length k);
     - ``ltc_out_of_domain``: True if an element was never seen in fine-tuning.
+    - ``ltc_extrapolated``: the descriptors outside the hybrid members' training range.
 
     Results are cached like any ASE calculator's and recomputed when positions, numbers
     or the cell change.
@@ -45,6 +46,7 @@ class LTCCalculator(Calculator):
         "ltc_var",
         "ltc_members",
         "ltc_out_of_domain",
+        "ltc_extrapolated",
     ]
 
     def __init__(self, model: LTCEnsemble | LTCModel | str | None = None, **kwargs: Any) -> None:
@@ -72,6 +74,7 @@ class LTCCalculator(Calculator):
             "ltc_var": float(prediction.var[0]),
             "ltc_members": np.asarray(prediction.members[0]),
             "ltc_out_of_domain": bool(prediction.out_of_domain[0]),
+            "ltc_extrapolated": list(prediction.extrapolated[0]) if prediction.extrapolated else [],
         }
 
     def get_ltc(self, atoms: Atoms | None = None) -> float:

@@ -311,6 +311,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _domain_note(row: dict[str, Any]) -> str:
+    """Where a prediction leaves what the model learnt from: unseen elements, and descriptors
+    outside the training range (the first three named)."""
+    notes = []
+    if row["out_of_domain"]:
+        notes.append(f"elements unseen in training: {row['unseen_elements']}")
+    outside = [name for name in row.get("extrapolated", "").split(",") if name]
+    if outside:
+        more = f" (+{len(outside) - 3})" if len(outside) > 3 else ""
+        notes.append(f"outside the training range: {', '.join(outside[:3])}{more}")
+    return "; ".join(notes)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .model import LTCEnsemble, load_model
     from .screening import predict_rows
@@ -339,7 +352,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{row['id']:<28} error: {row['error']}", file=sys.stderr, flush=True)
             status = 1
             continue
-        note = f"elements unseen in training: {row['unseen_elements']}" if row["out_of_domain"] else ""
+        note = _domain_note(row)
         kappa = row[f"ltc_{estimate}"]
         print(
             f"{row['id']:<28} {row['formula']:<14} {kappa:>12.4g} {row['ltc_std']:>9.3g}  {note}", flush=True

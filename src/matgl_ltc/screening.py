@@ -35,7 +35,7 @@ _AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 FEATURES = ("volume", "nsites", "density", "atomic_density", "nelements")
 #: per-structure ensemble columns; the point estimates are those of :func:`matgl_ltc.model.point_estimate`
 PREDICTION_COLUMNS = ("ltc_mean", "ltc_geometric", "ltc_min_mape", "ltc_std", "ltc_std_raw", "ltc_var")
-FLAG_COLUMNS = ("out_of_domain", "unseen_elements")
+FLAG_COLUMNS = ("out_of_domain", "unseen_elements", "extrapolated")
 _RESERVED = {"id", "formula", "error", *PREDICTION_COLUMNS, *FLAG_COLUMNS, *FEATURES}
 
 
@@ -467,6 +467,7 @@ def _fill_predictions(prepared: PreparedChunk, ensemble: LTCEnsemble, batch_size
                 "ltc_std": float(pred.std[j]),
                 "ltc_std_raw": float(pred.std_raw[j]),
                 "ltc_var": float(pred.var[j]),
+                "extrapolated": ",".join(pred.extrapolated[j]) if pred.extrapolated else "",
             }
         )
         prepared.rows[i].update({f"ltc_{m + 1}": float(v) for m, v in enumerate(members[j])})

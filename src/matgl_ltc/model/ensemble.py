@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
+from ..data.descriptors import DESCRIPTOR_NAMES
 from ..data.graphs import batch_indices, collate_graphs, structure_graph
 from .boosting import DescriptorBoosting
 from .fast_megnet import bond_features, same_bond_expansion
@@ -84,9 +85,12 @@ class EnsemblePrediction:
     ``std`` the calibrated standard deviation (``sigma_scale`` × raw spread), ``members``
     the (structures × k) predictions; :meth:`estimate` gives other point estimates from
     them (``geometric``, ``min_mape``). ``unseen_elements`` lists, per structure, the
-    elements absent from every member's training set (out of domain). An ensemble with
-    descriptor boosters also fills ``boosted`` (their κ) and ``boosting_weight``, its share of
-    ``mean`` and of every estimate; the spread stays the members' own.
+    elements absent from every member's training set (out of domain), and ``extrapolated`` the
+    descriptors (:data:`~matgl_ltc.data.descriptors.DESCRIPTOR_NAMES`) outside every hybrid
+    member's training range, which the members clip (``n_atoms`` for a cell larger than any they
+    learnt from). An ensemble with descriptor boosters also fills ``boosted`` (their κ) and
+    ``boosting_weight``, its share of ``mean`` and of every estimate; the spread stays the members'
+    own.
     """
 
     mean: np.ndarray
@@ -98,6 +102,7 @@ class EnsemblePrediction:
     unseen_elements: list[list[str]] = field(default_factory=list)
     boosted: np.ndarray | None = None
     boosting_weight: float = 0.0
+    extrapolated: list[list[str]] = field(default_factory=list)
 
     @property
     def geometric_mean(self) -> np.ndarray:
@@ -242,6 +247,34 @@ class LTCEnsemble:
         x = np.concatenate([g.descriptors.double().cpu().numpy() for g in graphs])
         return 10 ** np.mean([b.predict_log10(x) for b in self.boosters], axis=0)
 
+    @property
+    def descriptor_range(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The widest training range of the hybrid members' descriptors (the union of their
+        splits'); None when no member clips its descriptors."""
+        ranged = [m for m in self.members if m.clips_descriptors]
+        if not ranged:
+            return None
+        low = np.min([m.descriptor_min.double().cpu().numpy() for m in ranged], axis=0)
+        high = np.max([m.descriptor_max.double().cpu().numpy() for m in ranged], axis=0)
+        return low, high
+
+    def extrapolated(self, graphs: Sequence[Data]) -> list[list[str]]:
+        """Per graph, the descriptors outside every hybrid member's training range, farthest first
+        (in widths of that range): what the members clip, so their prediction extrapolates in that
+        respect (a larger cell, more species)."""
+        bounds = self.descriptor_range
+        if bounds is None or not graphs or getattr(graphs[0], "descriptors", None) is None:
+            return [[] for _ in graphs]
+        low, high = bounds
+        x = np.concatenate([g.descriptors.double().cpu().numpy() for g in graphs])
+        scale = np.maximum(np.abs(low), np.abs(high))
+        excess = np.nan_to_num(np.maximum(low - x, x - high), nan=0.0)
+        excess[excess <= 1e-6 * scale] = 0.0  # float32 storage, not a real excess
+        with np.errstate(invalid="ignore"):  # unbounded columns: inf - inf
+            width = np.where(high > low, high - low, np.maximum(scale, 1e-12))
+            far = np.nan_to_num(excess / width, nan=0.0)
+        return [[DESCRIPTOR_NAMES[j] for j in np.argsort(-row, kind="stable") if row[j] > 0] for row in far]
+
     def combine(
         self,
         members: np.ndarray,
@@ -272,7 +305,11 @@ class LTCEnsemble:
         unseen: list[list[str]] | None = None,
     ) -> EnsemblePrediction:
         """Ensemble prediction for graphs built by :meth:`graphs_for` (members and boosters)."""
-        return self.combine(self.predict_graphs(graphs, batch_size), ids, unseen, self.boosted_kappa(graphs))
+        prediction = self.combine(
+            self.predict_graphs(graphs, batch_size), ids, unseen, self.boosted_kappa(graphs)
+        )
+        prediction.extrapolated = self.extrapolated(graphs)
+        return prediction
 
     def predict(self, structures: Iterable[Any], batch_size: int = 64) -> EnsemblePrediction:
         """Ensemble prediction for ASE ``Atoms`` or pymatgen ``Structure``s; each graph is built once."""
