@@ -13,7 +13,7 @@ import torch
 from ase.build import bulk
 
 from matgl_ltc import LTCEnsemble, LTCModel
-from matgl_ltc.analysis.screening_report import read_scan
+from matgl_ltc.analysis.screening_report import analyze, read_scan
 from matgl_ltc.data import random_splits
 from matgl_ltc.data.descriptors import (
     DESCRIPTOR_NAMES,
@@ -160,3 +160,6 @@ def test_hybrid_fit_save_load_and_scan(tmp_path, togo15, shared_dir, eform_model
     # ... and says, per structure, which descriptors left the hybrid member's training range
     expected = [",".join(names) for names in ensemble.predict(frames).extrapolated]
     assert list(table["extrapolated"]) == expected and all("n_species" in e for e in expected[1:15])
+    report = analyze(out, tmp_path / "an", training_sets=["togo15"], top=5)
+    by_id = dict(zip(table["id"], table["extrapolated"]))
+    assert all(c["extrapolated"] == by_id[c["id"]] != "" for c in report["candidates"])

@@ -207,6 +207,13 @@ def test_analyze_writes_tables_and_figures(tmp_path, tiny_ensemble, mixed_input)
         assert (tmp_path / "an" / name).stat().st_size > 0
     lows = [c["ltc_mean"] for c in report["candidates"]]
     assert lows == sorted(lows) and lows[0] == pytest.approx(np.nanmin(table["ltc_mean"]))
+    # each candidate carries where it extrapolates, a flag, not a feature to correlate
+    outside = {i: e if isinstance(e, str) else "" for i, e in zip(table["id"], table["extrapolated"])}
+    assert [c["extrapolated"] for c in report["candidates"]] == [
+        outside[c["id"]] for c in report["candidates"]
+    ]
+    assert "extrapolated" not in {r["feature"] for r in report["mTC"]}
+    assert "| outside the training range |" in (tmp_path / "an" / "analysis.md").read_text()
     # the same scan given twice: every structure counted and listed once
     twice = analyze([tmp_path / "s.csv"] * 2, tmp_path / "an2", training_sets=["togo15"], top=5)
     assert twice["n_structures"] == report["n_structures"] and twice["n_repeated"] == len(table["id"])

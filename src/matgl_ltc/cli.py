@@ -314,13 +314,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _domain_note(row: dict[str, Any]) -> str:
     """Where a prediction leaves what the model learnt from: unseen elements, and descriptors
     outside the training range (the first three named)."""
+    from .screening import first_names
+
     notes = []
     if row["out_of_domain"]:
         notes.append(f"elements unseen in training: {row['unseen_elements']}")
-    outside = [name for name in row.get("extrapolated", "").split(",") if name]
-    if outside:
-        more = f" (+{len(outside) - 3})" if len(outside) > 3 else ""
-        notes.append(f"outside the training range: {', '.join(outside[:3])}{more}")
+    if row.get("extrapolated"):
+        notes.append(f"outside the training range: {first_names(row['extrapolated'])}")
     return "; ".join(notes)
 
 

@@ -60,6 +60,14 @@ def _is_scan_column(key: str) -> bool:
     return key in _RESERVED or bool(_MEMBER_COLUMN.fullmatch(key))
 
 
+def first_names(names: str, shown: int = 3) -> str:
+    """The first few of a comma-separated column (``unseen_elements``, ``extrapolated``), and how
+    many more."""
+    parts = [name for name in names.split(",") if name]
+    more = f" (+{len(parts) - shown})" if len(parts) > shown else ""
+    return ", ".join(parts[:shown]) + more
+
+
 def numeric_metadata(info: dict[str, Any]) -> dict[str, float]:
     """Numeric per-structure metadata the input carries (energy_per_atom, band_gap, ...).
 

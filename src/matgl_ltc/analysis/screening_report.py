@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..screening import PREDICTION_COLUMNS
+from ..screening import PREDICTION_COLUMNS, first_names
 from .correlations import correlation_table, table_markdown
 
 _NOT_FEATURES = {*PREDICTION_COLUMNS, "out_of_domain"}
@@ -179,6 +179,7 @@ def analyze(
     n = len(data["ltc_mean"])
     ids, formulas = data.get("id", [""] * n), data.get("formula", [""] * n)
     ood = data.get("out_of_domain", np.zeros(len(data["ltc_mean"])))
+    outside = data.get("extrapolated", [""] * n)  # absent from scans made before it was written
     candidates = [
         {
             "rank": r + 1,
@@ -187,6 +188,7 @@ def analyze(
             "ltc_mean": float(data["ltc_mean"][i]),
             "ltc_std": float(data["ltc_std"][i]),
             "out_of_domain": bool(ood[i] == 1),
+            "extrapolated": outside[i] if isinstance(outside[i], str) else "",  # an empty column reads as NaN
         }
         for r, i in enumerate(order)
     ]
@@ -198,12 +200,12 @@ def analyze(
     md += [
         "### Lowest-κ candidates",
         "",
-        "| rank | id | formula | κ_L (W/m/K) | ± σ | out of domain |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| rank | id | formula | κ_L (W/m/K) | ± σ | out of domain | outside the training range |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     md += [
         f"| {c['rank']} | {c['id']} | {c['formula']} | {c['ltc_mean']:.3g} | {c['ltc_std']:.2g} | "
-        f"{'yes' if c['out_of_domain'] else ''} |"
+        f"{'yes' if c['out_of_domain'] else ''} | {first_names(c['extrapolated'])} |"
         for c in candidates
     ]
     md += ["", "Figures: " + ", ".join(f"[{f}]({f})" for f in report["figures"] if f.endswith(".png"))]
