@@ -24,41 +24,19 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
-from matgl_ltc.data.descriptors import primitive_atom_count
+from matgl_ltc.data.descriptors import primitive_atom_count, translation_images
 
 HERE = Path(__file__).resolve().parent
 
 
 def naive_primitive_atom_count(atoms: Atoms, tolerance: float = 0.01) -> int:
-    """Every candidate translation (rare atom minus the first) checked against every atom."""
-    from scipy.spatial import cKDTree
-
-    numbers = atoms.numbers
-    species, counts = np.unique(numbers, return_counts=True)
-    if len(atoms) < 2 or np.gcd.reduce(counts) == 1:
+    """Every candidate translation (rare atom minus the first) checked against every atom, with the
+    package's own check (what ``primitive_atom_count`` did before it skipped found translations)."""
+    found = translation_images(atoms, tolerance)
+    if found is None:
         return len(atoms)
-    frac = np.mod(atoms.get_scaled_positions(wrap=True), 1.0)
-    frac[frac >= 1.0] = 0.0
-    cell = np.asarray(atoms.cell)
-    radius = tolerance / np.linalg.svd(cell, compute_uv=False).min()
-    groups = [frac[numbers == z] for z in species]
-    trees = [cKDTree(group, boxsize=1.0) for group in groups]
-    rare = groups[int(np.argmin(counts))]
-
-    def is_translation(shift: np.ndarray) -> bool:
-        for group, tree in zip(groups, trees):
-            moved = np.mod(group + shift, 1.0)
-            moved[moved >= 1.0] = 0.0
-            found, nearest = tree.query(moved, distance_upper_bound=radius)
-            if not np.isfinite(found).all():
-                return False
-            offset = moved - group[nearest]
-            offset -= np.round(offset)
-            if not (np.linalg.norm(offset @ cell, axis=1) < tolerance).all():
-                return False
-        return True
-
-    return len(atoms) // (1 + sum(is_translation(r - rare[0]) for r in rare[1:]))
+    rare, image = found
+    return len(atoms) // (1 + sum(image(r - rare[0]) is not None for r in rare[1:]))
 
 
 def median_seconds(function, atoms: Atoms, repeats: int) -> tuple[float, int]:

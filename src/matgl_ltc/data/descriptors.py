@@ -11,7 +11,7 @@ embedding.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 
 import numpy as np
@@ -64,22 +64,23 @@ def nearest_neighbour_distance(atoms: Atoms, cutoff: float = 4.0) -> float:
     return float("nan")
 
 
-def primitive_atom_count(atoms: Atoms, tolerance: float = 0.01) -> int:
-    """Atoms in the primitive cell, so a supercell or conventional cell describes as its crystal.
+def translation_images(
+    atoms: Atoms, tolerance: float = 0.01
+) -> tuple[np.ndarray, Callable[..., np.ndarray | None]] | None:
+    """The fractional positions of the rarest species, and a check of candidate translations.
 
-    Slack's model counts the atoms of the primitive cell; ``len(atoms)`` would make a conventional
-    8-atom NaCl cell look like a more complex crystal than its 2-atom primitive one. Counts the
-    cell's pure translations: those taking an atom of the rarest species onto another one and every
-    atom onto one of its species within ``tolerance`` Å (checked with a periodic k-d tree). Only a
-    cell whose species counts share a divisor can hold more than one lattice point, so most cells
-    return at once; spglib finds the same count but takes about 20 ms even for a 2-atom cell.
+    ``image(shift, first=None)`` tells where a pure translation by ``shift`` sends each rare atom
+    (their indices), or None if ``shift`` is not one: every atom must land on one of its species
+    within ``tolerance`` Å (a periodic k-d tree); ``first`` checks only that many atoms of each
+    species. None for a cell that cannot hold more than one lattice point (species counts with
+    no common divisor).
     """
     from scipy.spatial import cKDTree
 
     numbers = atoms.numbers
     species, counts = np.unique(numbers, return_counts=True)
     if len(atoms) < 2 or np.gcd.reduce(counts) == 1:
-        return len(atoms)
+        return None
 
     def wrapped(positions: np.ndarray) -> np.ndarray:
         """Into [0, 1) as the periodic tree needs: a hair below 0 would wrap to exactly 1.0."""
@@ -96,10 +97,8 @@ def primitive_atom_count(atoms: Atoms, tolerance: float = 0.01) -> int:
     trees = [cKDTree(group, boxsize=1.0) for group in groups]
     rare = groups[int(np.argmin(counts))]
 
-    def rare_image(shift: np.ndarray, first: int | None = None) -> np.ndarray | None:
-        """Where a pure translation by ``shift`` sends each rare atom (its index), or None if
-        ``shift`` is not one; ``first`` checks only that many atoms of each species."""
-        image = None
+    def image(shift: np.ndarray, first: int | None = None) -> np.ndarray | None:
+        found_image = None
         for group, tree in zip(groups, trees):
             moved = wrapped(group[:first] + shift)
             found, nearest = tree.query(moved, distance_upper_bound=radius)
@@ -110,8 +109,26 @@ def primitive_atom_count(atoms: Atoms, tolerance: float = 0.01) -> int:
             if not (np.linalg.norm(offset @ cell, axis=1) < tolerance).all():
                 return None
             if group is rare:
-                image = nearest
-        return image
+                found_image = nearest
+        return found_image
+
+    return rare, image
+
+
+def primitive_atom_count(atoms: Atoms, tolerance: float = 0.01) -> int:
+    """Atoms in the primitive cell, so a supercell or conventional cell describes as its crystal.
+
+    Slack's model counts the atoms of the primitive cell; ``len(atoms)`` would make a conventional
+    8-atom NaCl cell look like a more complex crystal than its 2-atom primitive one. Counts the
+    cell's pure translations: those taking an atom of the rarest species onto another one and every
+    atom onto one of its species (:func:`translation_images`). Only a cell whose species counts
+    share a divisor can hold more than one lattice point, so most cells return at once; spglib
+    finds the same count but takes about 20 ms even for a 2-atom cell.
+    """
+    found = translation_images(atoms, tolerance)
+    if found is None:
+        return len(atoms)
+    rare, rare_image = found
 
     # The translations form a group acting freely on the rare atoms, so the lattice points are
     # the orbit of rare[0]: a candidate already in the orbit of the translations found so far
